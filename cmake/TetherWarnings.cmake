@@ -2,7 +2,9 @@
 add_library(tether_flags INTERFACE)
 target_compile_options(tether_flags INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wcast-align -Wformat=2
-  -Wimplicit-fallthrough -fno-common)
+  -Wimplicit-fallthrough -fno-common
+  # Designated initializers leave members at their defaults on purpose.
+  -Wno-missing-field-initializers)
 if(TETHER_WERROR)
   target_compile_options(tether_flags INTERFACE -Werror)
 endif()

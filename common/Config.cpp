@@ -42,7 +42,12 @@ char* read_line(char* buf, int size, void* stream) {
   const std::size_t stop = end == std::string_view::npos ? r->text.size() : end + 1;
   const std::size_t len = stop - r->pos;
   ++r->line;
-  if (len + 1 > static_cast<std::size_t>(size)) {
+  // The limit applies to the text of the line, whatever ends it ("\n", "\r\n", or nothing).
+  std::size_t text_len = len;
+  if (text_len > 0 && r->text[r->pos + text_len - 1] == '\n') --text_len;
+  if (text_len > 0 && r->text[r->pos + text_len - 1] == '\r') --text_len;
+  if (text_len > static_cast<std::size_t>(kMaxLine - 3) ||
+      len + 1 > static_cast<std::size_t>(size)) {
     r->too_long = true;
     return nullptr;
   }
@@ -232,11 +237,20 @@ Status Config::apply_ini(std::string_view content, const std::string& name) {
   // inih's behaviour switches are process-global; set them for every parse.
   ini_use_stack = false;
   ini_max_line = kMaxLine;
+  // With a heap buffer and no realloc, inih's buffer is ini_initial_alloc bytes (default 200),
+  // not ini_max_line: without this, every line over 197 characters was "too long".
+  ini_initial_alloc = kMaxLine;
   ini_allow_realloc = false;
   ini_allow_multiline = false;
   ini_allow_inline_comments = false;
   ini_allow_no_value = false;
   ini_stop_on_first_error = true;
+  // inih works on C strings: a NUL would silently cut the line (and its value) short.
+  if (const auto nul = content.find('\0'); nul != std::string_view::npos) {
+    const auto line = 1 + std::count(content.begin(), content.begin() + nul, '\n');
+    return make_error(Errc::kBadValue,
+                      name + ":" + std::to_string(line) + ": contains a NUL character");
+  }
   LineReader reader{content, 0, 0, false};
   ParseState state{this, &name, &reader, std::nullopt};
   const int rc = ini_parse_stream(read_line, &reader, on_value, &state);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -38,7 +39,9 @@ Status fsync_dir(const std::string& dir) {
 }  // namespace
 
 Result<std::string> read_file(const std::string& path, std::size_t max_size, bool no_follow) {
-  int flags = O_RDONLY | O_CLOEXEC;
+  // O_NONBLOCK: opening a FIFO (or a tty) for reading would otherwise block until a writer
+  // appears; such files are refused below, and regular files get blocking reads back.
+  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
   if (no_follow) flags |= O_NOFOLLOW;
   UniqueFd fd(::open(path.c_str(), flags));
   if (!fd) {
@@ -50,22 +53,34 @@ Result<std::string> read_file(const std::string& path, std::size_t max_size, boo
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return errno_error("cannot stat", path, errno);
   if (!S_ISREG(st.st_mode)) return make_error(Errc::kBadValue, path + " is not a regular file");
+  if (const int fl = ::fcntl(fd.get(), F_GETFL); fl >= 0) {
+    ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+  }
   if (static_cast<std::size_t>(st.st_size) > max_size) {
     return make_error(Errc::kTooLarge, path + " is " + std::to_string(st.st_size) +
                                            " bytes, more than the " + std::to_string(max_size) +
                                            " allowed");
   }
+  // Files in /proc and /sys report size 0: read until EOF, within the same limit.
   std::string out;
-  out.resize(static_cast<std::size_t>(st.st_size));
+  out.resize(st.st_size > 0 ? static_cast<std::size_t>(st.st_size) : 4096);
   std::size_t done = 0;
-  while (done < out.size()) {
+  while (true) {
+    if (done == out.size()) {
+      if (st.st_size > 0 || out.size() > max_size) break;
+      out.resize(std::min(out.size() * 2, max_size + 1));
+    }
     const ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno_error("cannot read", path, errno);
     }
-    if (n == 0) break;  // shrank under us: return what is there
+    if (n == 0) break;
     done += static_cast<std::size_t>(n);
+  }
+  if (done > max_size) {
+    return make_error(Errc::kTooLarge,
+                      path + " is more than the " + std::to_string(max_size) + " bytes allowed");
   }
   out.resize(done);
   return out;

@@ -41,6 +41,7 @@ Result<UniqueFd> connect_tcp(const std::string& host, std::uint16_t port,
     return make_error(Errc::kUnavailable, "cannot resolve " + host + ": " + gai_strerror(rc));
   }
   std::string last_error = "no address";
+  bool timed_out = false;
   for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
     UniqueFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) continue;
@@ -49,10 +50,13 @@ Result<UniqueFd> connect_tcp(const std::string& host, std::uint16_t port,
       continue;
     }
     pollfd p{fd.get(), POLLOUT, 0};
-    const int n = ::poll(&p, 1, remaining_ms(deadline));
+    int n = 0;
+    do {
+      n = ::poll(&p, 1, remaining_ms(deadline));
+    } while (n < 0 && errno == EINTR);
     if (n == 0) {
-      ::freeaddrinfo(res);
-      return make_error(Errc::kTimeout, "timed out connecting to " + host + ":" + port_text);
+      timed_out = true;  // try the remaining addresses with what time is left
+      continue;
     }
     int err = 0;
     socklen_t len = sizeof err;
@@ -65,6 +69,9 @@ Result<UniqueFd> connect_tcp(const std::string& host, std::uint16_t port,
     return fd;
   }
   ::freeaddrinfo(res);
+  if (timed_out) {
+    return make_error(Errc::kTimeout, "timed out connecting to " + host + ":" + port_text);
+  }
   return make_error(Errc::kUnavailable,
                     "cannot connect to " + host + ":" + port_text + ": " + last_error);
 }
@@ -86,8 +93,12 @@ Status wait_for(SSL* ssl, int fd, int rc, Clock::time_point deadline, const char
     return make_error(Errc::kUnavailable, std::string(what) + ": " + detail);
   }
   pollfd p{fd, events, 0};
-  const int n = ::poll(&p, 1, remaining_ms(deadline));
-  if (n <= 0) return make_error(Errc::kTimeout, std::string("timed out during ") + what);
+  int n = 0;
+  do {
+    n = ::poll(&p, 1, remaining_ms(deadline));
+  } while (n < 0 && errno == EINTR && remaining_ms(deadline) > 0);
+  if (n == 0) return make_error(Errc::kTimeout, std::string("timed out during ") + what);
+  if (n < 0) return make_error(Errc::kIo, std::string(what) + ": " + std::strerror(errno));
   return {};
 }
 

@@ -1,5 +1,6 @@
 #include "platform/Pki.h"
 
+#include <arpa/inet.h>
 #include <openssl/asn1.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -9,6 +10,9 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstring>
 
 #include "common/Hex.h"
@@ -37,6 +41,10 @@ constexpr std::size_t kMaxPem = 64 * 1024;
 Error crypto_error(std::string what) {
   const std::string detail = ssl::take_errors();
   return make_error(Errc::kCrypto, detail.empty() ? what : what + " (" + detail + ")");
+}
+
+int refuse_passphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*user*/) {
+  return -1;
 }
 
 Result<ssl::BioPtr> bio_from(std::string_view pem) {
@@ -92,7 +100,14 @@ Status build_certificate(X509* cert, EVP_PKEY* subject_key, const CertificateReq
     return crypto_error("cannot set serial");
   }
   ASN1_INTEGER_free(serial);
-  X509_gmtime_adj(X509_getm_notBefore(cert), -300);
+  if (req.lifetime.count() <= 0) {
+    return make_error(Errc::kInvalidArgument, "a certificate lifetime must be positive");
+  }
+  // Backdated to tolerate clock differences, but by at most a tenth of the lifetime: agents
+  // renew at two thirds of notAfter - notBefore, and a short-lived certificate must not look
+  // due the moment it is issued.
+  const long backdate = std::min<long>(300, static_cast<long>(req.lifetime.count() / 10));
+  X509_gmtime_adj(X509_getm_notBefore(cert), -backdate);
   X509_gmtime_adj(X509_getm_notAfter(cert), static_cast<long>(req.lifetime.count()));
   if (X509_set_pubkey(cert, subject_key) != 1) return crypto_error("cannot set public key");
 
@@ -131,6 +146,21 @@ Status build_certificate(X509* cert, EVP_PKEY* subject_key, const CertificateReq
   if (issuer_cert != nullptr) {
     TETHER_TRY(add_ext(cert, issuer, NID_authority_key_identifier, "keyid:always"));
   }
+  // The names are joined into OpenSSL's "DNS:a,IP:b" syntax: a ',' (or a NUL) inside one
+  // would add or drop entries, so only host name characters and real addresses pass.
+  for (const auto& dns : req.dns_names) {
+    if (dns.empty() || dns.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                             "0123456789-.*") != std::string::npos) {
+      return make_error(Errc::kInvalidArgument, "invalid DNS name \"" + dns + "\"");
+    }
+  }
+  for (const auto& ip : req.ip_addresses) {
+    unsigned char addr[16];
+    if (ip.find('\0') != std::string::npos ||
+        (inet_pton(AF_INET, ip.c_str(), addr) != 1 && inet_pton(AF_INET6, ip.c_str(), addr) != 1)) {
+      return make_error(Errc::kInvalidArgument, "invalid IP address \"" + ip + "\"");
+    }
+  }
   std::string san;
   for (const auto& dns : req.dns_names) san += (san.empty() ? "" : ",") + std::string("DNS:") + dns;
   for (const auto& ip : req.ip_addresses) san += (san.empty() ? "" : ",") + std::string("IP:") + ip;
@@ -159,7 +189,9 @@ Result<std::string> private_key_to_pem(EVP_PKEY* key) {
 
 Result<ssl::PkeyPtr> private_key_from_pem(std::string_view pem) {
   TETHER_ASSIGN_OR_RETURN(auto bio, bio_from(pem));
-  ssl::PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  // An explicit callback: with none, OpenSSL asks for a passphrase on the controlling
+  // terminal. Tether keys are never encrypted; an encrypted one is an error, not a prompt.
+  ssl::PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, refuse_passphrase, nullptr));
   if (!key) return crypto_error("not a PEM private key");
   return key;
 }
@@ -359,7 +391,7 @@ Result<CertificateInfo> describe(X509* cert) {
     if (xku & XKU_SSL_CLIENT) info.extended_key_usage.push_back("clientAuth");
   }
   info.is_ca = X509_check_ca(cert) != 0;
-  info.self_signed = X509_check_issued(cert, cert) == X509_V_OK;
+  info.self_signed = X509_self_signed(cert, 1) == 1;
   return info;
 }
 
@@ -391,6 +423,55 @@ Status verify_certificate(X509* leaf, const std::vector<X509*>& intermediates,
                                 X509_verify_cert_error_string(err));
   }
   return {};
+}
+
+Result<std::string> verify_pinned_chain(X509* leaf, const std::vector<X509*>& presented,
+                                        const std::vector<std::string>& pinned, CertUsage usage,
+                                        const X509_VERIFY_PARAM* param) {
+  ssl::X509StorePtr store(X509_STORE_new());
+  if (!store) return crypto_error("cannot allocate a certificate store");
+  bool any_anchor = false;
+  STACK_OF(X509)* untrusted = sk_X509_new_null();
+  for (X509* c : presented) {
+    auto fp = certificate_fingerprint(c);
+    if (fp.ok() && std::find(pinned.begin(), pinned.end(), *fp) != pinned.end()) {
+      X509_STORE_add_cert(store.get(), c);
+      any_anchor = true;
+    } else if (c != leaf) {
+      sk_X509_push(untrusted, c);
+    }
+  }
+  if (!any_anchor) {
+    sk_X509_free(untrusted);
+    return make_error(Errc::kUnauthenticated,
+                      "the peer's certificate authority is not one this device trusts");
+  }
+  ssl::X509StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted) != 1) {
+    sk_X509_free(untrusted);
+    return crypto_error("cannot set up verification");
+  }
+  if (param != nullptr) X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(ctx.get()), param);
+  X509_STORE_CTX_set_purpose(ctx.get(), usage == CertUsage::kServer   ? X509_PURPOSE_SSL_SERVER
+                                        : usage == CertUsage::kClient ? X509_PURPOSE_SSL_CLIENT
+                                                                      : X509_PURPOSE_ANY);
+  const int ok = X509_verify_cert(ctx.get());
+  const int err = X509_STORE_CTX_get_error(ctx.get());
+  std::string anchor;
+  if (ok == 1) {
+    STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
+    if (chain != nullptr && sk_X509_num(chain) > 0) {
+      auto fp = certificate_fingerprint(sk_X509_value(chain, sk_X509_num(chain) - 1));
+      if (fp.ok()) anchor = *fp;
+    }
+  }
+  sk_X509_free(untrusted);
+  ERR_clear_error();
+  if (ok != 1) {
+    return make_error(Errc::kUnauthenticated, std::string("certificate verification failed: ") +
+                                                  X509_verify_cert_error_string(err));
+  }
+  return anchor;
 }
 
 std::string format_utc(std::time_t t) {

@@ -50,7 +50,8 @@ struct CertificateRequest {
 // A self-signed certificate for `key`.
 [[nodiscard]] Result<ssl::X509Ptr> make_self_signed(EVP_PKEY* key, const CertificateRequest& req);
 // A certificate for `subject_key` issued by `issuer_cert`/`issuer_key`. The validity starts
-// five minutes in the past to tolerate small clock differences.
+// in the past to tolerate small clock differences: five minutes, or a tenth of the lifetime
+// when that is shorter.
 [[nodiscard]] Result<ssl::X509Ptr> issue_certificate(EVP_PKEY* subject_key,
                                                      const CertificateRequest& req,
                                                      X509* issuer_cert, EVP_PKEY* issuer_key);
@@ -82,6 +83,17 @@ struct CertificateInfo {
 [[nodiscard]] Status verify_certificate(X509* leaf, const std::vector<X509*>& intermediates,
                                         const std::vector<X509*>& trusted, CertUsage usage,
                                         std::time_t at = 0);
+
+// Verifies a chain a peer presented when the trust anchors are known only by fingerprint
+// (the agent pins its installation's CA set): a presented certificate whose SHA-256
+// fingerprint is in `pinned` becomes the trust anchor. With `param` (an SSL connection's
+// verification parameters), its host/IP check applies too. Returns the fingerprint of the CA
+// the chain was verified against.
+[[nodiscard]] Result<std::string> verify_pinned_chain(X509* leaf,
+                                                      const std::vector<X509*>& presented,
+                                                      const std::vector<std::string>& pinned,
+                                                      CertUsage usage,
+                                                      const X509_VERIFY_PARAM* param = nullptr);
 
 // "2026-11-22 02:01:46 UTC"
 [[nodiscard]] std::string format_utc(std::time_t t);

@@ -1,5 +1,7 @@
 #include "protocol/EnrollmentToken.h"
 
+#include <arpa/inet.h>
+
 #include <cctype>
 #include <charconv>
 
@@ -40,10 +42,12 @@ Result<ServerUrl> parse_server_url(std::string_view text) {
     const auto close = rest.find(']');
     if (close == std::string_view::npos) return bad("unclosed [");
     url.host = std::string(rest.substr(1, close - 1));
-    for (char c : url.host) {
-      if (!(std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.')) {
-        return bad("invalid IPv6 address");
-      }
+    // Brackets hold an IPv6 literal and nothing else: "[abc]" would otherwise come out of
+    // to_string() as the DNS name "abc".
+    in6_addr addr{};
+    if (url.host.find('\0') != std::string::npos ||
+        ::inet_pton(AF_INET6, url.host.c_str(), &addr) != 1) {
+      return bad("invalid IPv6 address");
     }
     rest = rest.substr(close + 1);
     if (!rest.empty()) {

@@ -24,6 +24,19 @@ inline constexpr std::size_t kMaxMessageIdLength = 64;
 // The WebSocket subprotocol names negotiated on the channel and on shadowing tunnels.
 inline constexpr const char* kUpSubprotocol = "tether.up.v1";
 inline constexpr const char* kTunnelSubprotocol = "tether.tunnel.v1";
+// Close codes and reasons on UP channels (docs/protocol.md §2.3).
+inline constexpr int kCloseServiceRestart = 1012;
+inline constexpr const char* kRestartCloseReason = "server restarting";
+inline constexpr int kCloseReplaced = 4000;  // a newer channel of the same device took over
+inline constexpr int kCloseRevoked = 4003;   // the device was revoked
+
+// True for a close that announces a server restart or shutdown. libwebsockets 4.1.6
+// rewrites a received 1012 to 1002 (its list of valid codes predates 1012) but keeps the
+// reason, so 1002 with the restart reason counts too.
+[[nodiscard]] inline bool is_restart_close(int code, std::string_view reason) {
+  return code == kCloseServiceRestart || code == 1001 ||
+         (code == 1002 && reason == kRestartCloseReason);
+}
 
 // Limits for UP messages. Inventory is the largest legitimate message (a few KiB for a
 // typical device); 256 KiB leaves ample room while bounding what a peer can make us hold.

@@ -1,0 +1,286 @@
+#include "agent/AgentDaemon.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "common/FileIo.h"
+#include "common/Log.h"
+#include "common/Version.h"
+#include "protocol/UpMessage.h"
+
+namespace tether::agent {
+namespace {
+
+std::atomic<bool> g_terminate{false};
+std::atomic<bool> g_reload{false};
+std::atomic<lws_context*> g_context{nullptr};
+
+extern "C" void on_signal(int sig) {
+  if (sig == SIGHUP) {
+    g_reload = true;
+  } else {
+    g_terminate = true;
+  }
+  if (lws_context* ctx = g_context.load()) lws_cancel_service(ctx);
+}
+
+constexpr auto kEnrollmentPoll = std::chrono::seconds(30);
+
+lws_protocols client_protocols[] = {
+    {"tether-agent-control", &AgentDaemon::control_callback, 0, 0, 0, nullptr, 0},
+    {protocol::kUpSubprotocol, &UpConnection::callback, 0, 0, 0, nullptr, 0},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
+
+}  // namespace
+
+AgentDaemon::AgentDaemon(Config config, StatePaths paths)
+    : config_(std::move(config)), paths_(std::move(paths)) {}
+
+AgentDaemon::~AgentDaemon() {
+  // Order: the session and client hold timers and a wsi on the context; the TLS context
+  // must outlive the vhost that uses it.
+  session_.reset();
+  client_.reset();
+  enrollment_poll_.reset();
+  stop_deadline_.reset();
+  g_context = nullptr;
+  context_.reset();
+  tls_.reset();
+}
+
+int AgentDaemon::control_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                                  std::size_t len) {
+  if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+    auto* self = static_cast<AgentDaemon*>(lws_context_user(lws_get_context(wsi)));
+    if (self != nullptr) self->handle_signals();
+    return 0;
+  }
+  return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+Status AgentDaemon::create_loop() {
+  lws_context_creation_info info{};
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  info.user = this;
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  context_.reset(lws_create_context(&info));
+  if (!context_) return make_error(Errc::kInternal, "cannot create the event loop");
+  g_context = context_.get();
+  return {};
+}
+
+void AgentDaemon::handle_signals() {
+  if (g_reload.exchange(false) && !stopping_) {
+    log::info("reloading (SIGHUP)");
+    load_enrollment_and_connect();
+  }
+  if (g_terminate.load() && !stopping_) {
+    stopping_ = true;
+    log::info("stopping");
+    // A peer that does not answer our close must not hold up the exit.
+    stop_deadline_->schedule(std::chrono::seconds(3));
+    if (client_) {
+      client_->stop(1001, "agent stopping");
+    } else {
+      finish();
+    }
+  }
+}
+
+void AgentDaemon::finish() {
+  done_ = true;
+  // lws_service() only returns on the next event; wake it so the loop sees done_ now.
+  lws_cancel_service(context_.get());
+}
+
+void AgentDaemon::publish(const ChannelStatus& status) {
+  AgentStatus s;
+  s.pid = static_cast<int>(::getpid());
+  s.channel = status;
+  s.device_name = device_name_;
+  if (session_ && session_->next_renewal()) s.next_renewal = *session_->next_renewal();
+  auto written = write_status_file(paths_, s);
+  if (!written.ok()) log::warning("cannot write the status file: " + written.error().message);
+  if (status.state == ChannelState::kWaiting && !status.last_error.empty()) {
+    const auto wait = status.next_attempt - std::time(nullptr);
+    log::info("waiting " + std::to_string(std::max<std::int64_t>(0, wait)) +
+              " s before reconnecting to " + status.endpoint +
+              (status.last_error.empty() ? "" : " (" + status.last_error + ")"));
+  }
+  if (status.state == ChannelState::kStopped && stopping_) finish();
+}
+
+Status AgentDaemon::install_certificate(ssl::X509Ptr cert) {
+  X509* raw = cert.get();
+  TETHER_TRY(identity_->store(paths_, std::move(cert)));
+  return tls_->use_certificate(raw);
+}
+
+Status AgentDaemon::set_trusted_cas(std::vector<std::string> fingerprints) {
+  TETHER_TRY(save_trust(paths_, fingerprints));
+  trust_ = std::move(fingerprints);
+  tls_->set_pinned(trust_);
+  return {};
+}
+
+std::string AgentDaemon::channel_ca() const {
+  return tls_ ? tls_->verified_ca() : std::string();
+}
+
+void AgentDaemon::on_hello_ack(const protocol::HelloAck& ack) {
+  device_name_ = ack.device_name;
+}
+
+void AgentDaemon::load_enrollment_and_connect() {
+  auto identity = DeviceIdentity::load_or_create(paths_);
+  if (!identity.ok()) {
+    log::error(identity.error().message);
+    return;
+  }
+  auto enrollment = load_enrollment(paths_);
+  if (!enrollment.ok()) {
+    log::error(enrollment.error().message);
+    return;
+  }
+  if (!*enrollment) {
+    if (!identity_) {
+      log::notice("device " + identity->device_id() +
+                  " is not enrolled; waiting for `tether-agent register --token ...`");
+    }
+    identity_ = std::move(identity).value();
+    enrollment_poll_->schedule(kEnrollmentPoll);
+    publish(ChannelStatus{});  // lets `status` see a running, unenrolled agent
+    return;
+  }
+  auto trust = load_trust(paths_);
+  if (!trust.ok()) {
+    log::error(trust.error().message);
+    return;
+  }
+  const std::string configured = config_.string("server.url");
+  const std::string url_text = configured.empty() ? (*enrollment)->server_url : configured;
+  auto url = protocol::parse_server_url(url_text);
+  if (!url.ok()) {
+    log::error("server.url: " + url.error().message);
+    return;
+  }
+
+  const bool same_identity =
+      identity_ && client_ && identity_->device_id() == identity->device_id();
+  identity_ = std::move(identity).value();
+  enrollment_ = std::move(enrollment).value();
+  trust_ = std::move(trust).value();
+
+  if (same_identity && tls_) {
+    // Same key: refresh what may have changed (certificate from `register --force`, trust).
+    (void)tls_->use_certificate(identity_->certificate());
+    tls_->set_pinned(trust_);
+    if (endpoint_ != url->to_string()) {
+      endpoint_ = url->to_string();
+      client_->start(*url);
+    }
+    return;
+  }
+
+  session_.reset();
+  client_.reset();
+  if (client_vhost_ != nullptr) {
+    lws_vhost_destroy(client_vhost_);
+    client_vhost_ = nullptr;
+  }
+  auto tls = UpTlsContext::create(identity_->key(), identity_->certificate(), trust_);
+  if (!tls.ok()) {
+    log::error(tls.error().message);
+    return;
+  }
+  tls_ = std::move(tls).value();
+
+  lws_context_creation_info vinfo{};
+  vinfo.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  vinfo.port = CONTEXT_PORT_NO_LISTEN;
+  vinfo.vhost_name = "up-client";
+  vinfo.protocols = client_protocols;
+  vinfo.provided_client_ssl_ctx = tls_->get();
+  client_vhost_ = lws_create_vhost(context_.get(), &vinfo);
+  if (client_vhost_ == nullptr) {
+    log::error("cannot create the client vhost");
+    return;
+  }
+
+  UpClientOptions options;
+  options.backoff_base = config_.duration("connection.backoff_base");
+  options.backoff_cap = config_.duration("connection.backoff_cap");
+  options.restart_spread = config_.duration("connection.restart_spread");
+  options.connect_timeout = config_.duration("connection.connect_timeout");
+  options.ping_interval_s = static_cast<std::uint16_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(config_.duration("connection.ping_interval"))
+          .count());
+  client_ = std::make_unique<UpClient>(context_.get(), client_vhost_, options);
+  session_ = std::make_unique<AgentSession>(context_.get(), *client_, *this, SessionOptions{});
+  client_->set_handler(*session_);
+  client_->on_status = [this](const ChannelStatus& s) { publish(s); };
+  client_->before_connect = [this] {
+    if (!tls_->verify_error().empty()) log::warning(tls_->verify_error());
+  };
+  endpoint_ = url->to_string();
+  log::info("device " + identity_->device_id() + " enrolled with " + enrollment_->server_url +
+            "; connecting to " + endpoint_);
+  client_->start(*url);
+}
+
+int AgentDaemon::run() {
+  auto loop = create_loop();
+  if (!loop.ok()) {
+    log::error(loop.error().message);
+    return 1;
+  }
+  // The control protocol needs a vhost to receive EVENT_WAIT_CANCELLED.
+  lws_context_creation_info cinfo{};
+  cinfo.port = CONTEXT_PORT_NO_LISTEN;
+  cinfo.vhost_name = "control";
+  cinfo.protocols = client_protocols;
+  if (lws_create_vhost(context_.get(), &cinfo) == nullptr) {
+    log::error("cannot create the control vhost");
+    return 1;
+  }
+  stop_deadline_ = std::make_unique<LwsTimer>(context_.get(), [this] { finish(); });
+  enrollment_poll_ = std::make_unique<LwsTimer>(context_.get(), [this] {
+    if (!client_) load_enrollment_and_connect();
+  });
+
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto identity = DeviceIdentity::load_or_create(paths_);
+  if (!identity.ok()) {
+    log::error("cannot start: " + identity.error().message);
+    return 1;
+  }
+  log::info(std::string("tether-agent ") + kVersion + " starting, device " + identity->device_id() +
+            ", state in " + paths_.dir);
+  load_enrollment_and_connect();
+
+  while (!done_) {
+    if (lws_service(context_.get(), 0) < 0) break;
+  }
+  if (client_) {
+    AgentStatus s;
+    s.pid = static_cast<int>(::getpid());
+    s.channel = client_->status();
+    s.channel.state = ChannelState::kStopped;
+    (void)write_status_file(paths_, s);
+  }
+  log::info("stopped");
+  return 0;
+}
+
+}  // namespace tether::agent

@@ -1,0 +1,72 @@
+// `tether-agent run`: the service. One libwebsockets loop carries the UP channel (UpClient +
+// AgentSession), timers and signals. Until the device is enrolled it waits (SIGHUP from
+// `register`, or a periodic look at the state directory) and then connects by itself.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/AgentConfig.h"
+#include "agent/AgentSession.h"
+#include "agent/DeviceIdentity.h"
+#include "agent/StatusFile.h"
+#include "agent/UpClient.h"
+#include "agent/UpTlsContext.h"
+#include "common/Config.h"
+#include "common/LwsLoop.h"
+
+namespace tether::agent {
+
+class AgentDaemon final : public SessionHost {
+ public:
+  AgentDaemon(Config config, StatePaths paths);
+  ~AgentDaemon() override;
+
+  // Runs until SIGTERM/SIGINT; returns the process exit code.
+  [[nodiscard]] int run();
+
+  // SessionHost
+  [[nodiscard]] const std::string& device_id() const override { return identity_->device_id(); }
+  [[nodiscard]] EVP_PKEY* device_key() const override { return identity_->key(); }
+  [[nodiscard]] X509* device_certificate() const override { return identity_->certificate(); }
+  [[nodiscard]] Status install_certificate(ssl::X509Ptr cert) override;
+  [[nodiscard]] const std::vector<std::string>& trusted_cas() const override { return trust_; }
+  [[nodiscard]] Status set_trusted_cas(std::vector<std::string> fingerprints) override;
+  [[nodiscard]] std::string channel_ca() const override;
+  void on_hello_ack(const protocol::HelloAck& ack) override;
+  void on_session_changed() override {
+    if (client_) publish(client_->status());
+  }
+
+  static int control_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                              std::size_t len);
+
+ private:
+  [[nodiscard]] Status create_loop();
+  // (Re)reads identity, enrollment and trust; starts or restarts the channel as needed.
+  void load_enrollment_and_connect();
+  void handle_signals();
+  void publish(const ChannelStatus& status);
+  void finish();
+
+  Config config_;
+  StatePaths paths_;
+  LwsContextPtr context_;
+  lws_vhost* client_vhost_ = nullptr;
+  std::optional<DeviceIdentity> identity_;
+  std::optional<EnrollmentRecord> enrollment_;
+  std::vector<std::string> trust_;
+  std::unique_ptr<UpTlsContext> tls_;
+  std::unique_ptr<UpClient> client_;
+  std::unique_ptr<AgentSession> session_;
+  std::unique_ptr<LwsTimer> enrollment_poll_;
+  std::unique_ptr<LwsTimer> stop_deadline_;
+  std::string device_name_;
+  std::string endpoint_;
+  bool stopping_ = false;
+  bool done_ = false;
+};
+
+}  // namespace tether::agent

@@ -1,0 +1,86 @@
+// The agent's side of the Unified Protocol over an open channel: hello first, then periodic
+// status; answers the server's requests; renews the device certificate before it expires.
+// Everything that must outlive a channel (identity, trust set) lives with the SessionHost.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/UpClient.h"
+#include "common/LwsLoop.h"
+#include "platform/OpenSsl.h"
+#include "protocol/PendingRequests.h"
+#include "protocol/UpMessage.h"
+
+namespace tether::agent {
+
+// What the session needs from the process around it.
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  [[nodiscard]] virtual const std::string& device_id() const = 0;
+  [[nodiscard]] virtual EVP_PKEY* device_key() const = 0;
+  [[nodiscard]] virtual X509* device_certificate() const = 0;
+  // Persists a renewed certificate (atomically) and presents it on new connections.
+  [[nodiscard]] virtual Status install_certificate(ssl::X509Ptr cert) = 0;
+  [[nodiscard]] virtual const std::vector<std::string>& trusted_cas() const = 0;
+  // Persists and applies a new trusted CA set.
+  [[nodiscard]] virtual Status set_trusted_cas(std::vector<std::string> fingerprints) = 0;
+  // The CA the current channel's server certificate was verified against.
+  [[nodiscard]] virtual std::string channel_ca() const = 0;
+  // Called when the server answered hello (device name, online-check key).
+  virtual void on_hello_ack(const protocol::HelloAck& ack) = 0;
+  // Something `status` shows changed (e.g. the next renewal time).
+  virtual void on_session_changed() {}
+};
+
+struct SessionOptions {
+  std::chrono::milliseconds request_timeout{20000};
+  std::vector<std::string> capabilities = {"cert_renew", "trust_update"};
+};
+
+class AgentSession final : public ChannelHandler {
+ public:
+  AgentSession(lws_context* ctx, UpClient& client, SessionHost& host, SessionOptions options);
+
+  void on_channel_open() override;
+  void on_channel_message(std::string_view text) override;
+  void on_channel_closed() override;
+
+  // Renews now (tests and `tether-agent` maintenance); no-op when no channel is ready.
+  void renew_certificate_now();
+  [[nodiscard]] std::optional<std::time_t> next_renewal() const noexcept { return next_renewal_; }
+
+ private:
+  enum class Pending { kHello, kCertRenew };
+
+  void send(const protocol::Envelope& env);
+  void send_request(const protocol::UpBody& body, Pending kind);
+  void handle_result(const protocol::Envelope& env, const protocol::ResultBody& result);
+  void handle_request(const protocol::Envelope& env, const protocol::UpBody& body);
+  void on_hello_result(const protocol::ResultBody& result);
+  void on_renew_result(const protocol::ResultBody& result);
+  protocol::Envelope handle_trust_update(const std::string& id, const protocol::TrustUpdate& t);
+  void send_status();
+  void schedule_renewal();
+  void schedule_expiry();
+  void expire_requests();
+
+  UpClient& client_;
+  SessionHost& host_;
+  SessionOptions options_;
+  protocol::PendingRequests<Pending> pending_{"d", 64};
+  std::chrono::seconds status_interval_{60};
+  LwsTimer status_timer_;
+  LwsTimer renewal_timer_;
+  LwsTimer expiry_timer_;
+  std::optional<std::time_t> next_renewal_;
+  bool renewing_ = false;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace tether::agent

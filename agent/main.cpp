@@ -1,0 +1,5 @@
+#include "agent/AgentCommands.h"
+
+int main(int argc, char** argv) {
+  return tether::agent::agent_main(argc, argv);
+}

@@ -1,0 +1,375 @@
+#include "server/DeviceHub.h"
+
+#include <ctime>
+
+#include "common/Log.h"
+#include "platform/Pki.h"
+#include "protocol/JsonFieldReader.h"
+#include "protocol/LimitedJsonParser.h"
+
+namespace tether::server {
+namespace {
+
+using protocol::Envelope;
+using protocol::UpType;
+
+std::string short_id(const std::string& id) {
+  return id.substr(0, 12);
+}
+
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string os_text(const protocol::OsInfo& os) {
+  std::string out = os.name;
+  if (!os.version.empty()) out += " " + os.version;
+  if (!os.kernel.empty() || !os.arch.empty()) out += " (" + os.kernel + ", " + os.arch + ")";
+  return out;
+}
+
+// The id to answer a message that did not parse as an envelope with: its "id" if that much
+// is readable, else "0".
+std::string salvage_id(std::string_view text) {
+  auto doc = protocol::parse_limited_json(text, protocol::up_json_limits());
+  if (doc.ok() && doc->is_object()) {
+    auto it = doc->find("id");
+    if (it != doc->end() && it->is_string()) {
+      const auto& id = it->get_ref<const std::string&>();
+      if (!id.empty() && id.size() <= protocol::kMaxMessageIdLength &&
+          protocol::string_is_kind(id, protocol::StringKind::kToken)) {
+        return id;
+      }
+    }
+  }
+  return "0";
+}
+
+void log_event(const std::string& device_id, const protocol::Event& event) {
+  const std::string line =
+      "device " + short_id(device_id) + " event " + event.kind + ": " + event.message;
+  switch (event.severity) {
+    case protocol::Severity::kError: log::error(line); break;
+    case protocol::Severity::kWarning: log::warning(line); break;
+    case protocol::Severity::kNotice: log::notice(line); break;
+    case protocol::Severity::kInfo: log::info(line); break;
+    case protocol::Severity::kDebug: log::debug(line); break;
+  }
+}
+
+}  // namespace
+
+DeviceHub::DeviceHub(Store& store, const CertificateAuthority& ca, UpTransport& transport,
+                     HubSettings settings, WallClock wall_clock)
+    : store_(store),
+      ca_(ca),
+      transport_(transport),
+      settings_(settings),
+      wall_clock_(std::move(wall_clock)) {}
+
+std::int64_t DeviceHub::now() const {
+  return wall_clock_ ? wall_clock_() : static_cast<std::int64_t>(std::time(nullptr));
+}
+
+Status DeviceHub::admit(const std::string& device_id) {
+  TETHER_ASSIGN_OR_RETURN(auto device, store_.find_device(device_id));
+  if (!device) return make_error(Errc::kPermissionDenied, "unknown device " + device_id);
+  if (device->deleted) return make_error(Errc::kPermissionDenied, "device was deleted");
+  if (device->revoked) return make_error(Errc::kPermissionDenied, "device was revoked");
+  return {};
+}
+
+std::size_t DeviceHub::online_count() const {
+  std::size_t n = 0;
+  for (const auto& [id, entry] : current_) n += entry.greeted ? 1 : 0;
+  return n;
+}
+
+void DeviceHub::on_connected(ConnectionId connection, const std::string& device_id,
+                             const std::string& address) {
+  if (auto it = current_.find(device_id); it != current_.end()) {
+    log::info("device " + short_id(device_id) + " connected again from " + address +
+              "; closing its older channel");
+    transport_.close(it->second.connection, kCloseReplaced, "replaced");
+    current_.erase(it);
+  }
+  Connection conn;
+  conn.device_id = device_id;
+  conn.address = address;
+  connections_.insert_or_assign(connection, std::move(conn));
+  LiveEntry entry;
+  entry.connection = connection;
+  entry.address = address;
+  entry.last_seen = now();
+  current_.insert_or_assign(device_id, std::move(entry));
+  log::debug("device " + short_id(device_id) + " opened its channel from " + address);
+}
+
+void DeviceHub::on_closed(ConnectionId connection) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  const std::string device_id = it->second.device_id;
+  connections_.erase(it);
+  auto live = current_.find(device_id);
+  if (live == current_.end() || live->second.connection != connection) return;
+  const bool was_online = live->second.greeted;
+  touch(device_id, live->second.address);
+  current_.erase(live);
+  if (was_online) log::info("device " + short_id(device_id) + " went offline");
+}
+
+void DeviceHub::touch(const std::string& device_id, const std::string& address) {
+  const std::int64_t t = now();
+  auto live = current_.find(device_id);
+  if (live != current_.end()) live->second.last_seen = t;
+  DeviceActivity& activity = unflushed_[device_id];
+  activity.id = device_id;
+  activity.last_seen = t;
+  activity.address = address;
+}
+
+void DeviceHub::send(ConnectionId connection, const Envelope& envelope) {
+  transport_.send(connection, protocol::serialize_envelope(envelope));
+}
+
+void DeviceHub::send_error(ConnectionId connection, const std::string& id, const Error& error) {
+  send(connection, protocol::make_error_result(id, error));
+}
+
+void DeviceHub::on_message(ConnectionId connection, std::string_view text) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  Connection& conn = it->second;
+  auto live = current_.find(conn.device_id);
+  // A replaced or revoked channel is on its way out: nothing it says counts any more.
+  if (live == current_.end() || live->second.connection != connection) return;
+  touch(conn.device_id, conn.address);
+
+  auto envelope = protocol::parse_envelope(text);
+  if (!envelope.ok()) {
+    log::debug("device " + short_id(conn.device_id) +
+               " sent a malformed message: " + envelope.error().message);
+    send_error(connection, salvage_id(text), envelope.error());
+    return;
+  }
+  auto body = protocol::decode_body(*envelope);
+  if (!body.ok()) {
+    log::debug("device " + short_id(conn.device_id) + " sent a bad " + envelope->type + ": " +
+               body.error().message);
+    send_error(connection, envelope->id, body.error());
+    return;
+  }
+  handle(connection, conn, *envelope, *body);
+}
+
+void DeviceHub::handle(ConnectionId connection, Connection& conn, const Envelope& envelope,
+                       protocol::UpBody& body) {
+  const UpType type = protocol::up_body_type(body);
+  if (type == UpType::kHello) {
+    handle_hello(connection, conn, envelope.id, std::get<protocol::Hello>(body));
+    return;
+  }
+  if (!conn.hello_done) {
+    if (type != UpType::kResult) {
+      send_error(connection, envelope.id, make_error(Errc::kInvalidArgument, "send hello first"));
+    }
+    return;
+  }
+  LiveEntry& live = current_[conn.device_id];
+  switch (type) {
+    case UpType::kStatus:
+      live.status_json = dump(protocol::encode_body(body));
+      unflushed_[conn.device_id].status_json = live.status_json;
+      return;
+    case UpType::kInventory: {
+      std::string inventory = dump(protocol::encode_body(body));
+      if (inventory == live.stored_inventory_json) return;
+      if (auto stored = store_.update_inventory(conn.device_id, inventory); !stored.ok()) {
+        log::error("cannot store the inventory of device " + short_id(conn.device_id) + ": " +
+                   stored.error().message);
+        return;
+      }
+      live.stored_inventory_json = std::move(inventory);
+      return;
+    }
+    case UpType::kEvent: log_event(conn.device_id, std::get<protocol::Event>(body)); return;
+    case UpType::kCertRenew:
+      handle_cert_renew(connection, conn, envelope.id, std::get<protocol::CertRenew>(body));
+      return;
+    case UpType::kResult:
+      handle_result(conn, envelope.id, std::get<protocol::ResultBody>(body));
+      return;
+    case UpType::kShadowStop:
+      log::debug("device " + short_id(conn.device_id) + " sent shadow_stop; no session exists");
+      return;
+    case UpType::kHello:
+    case UpType::kCommand:
+    case UpType::kShadowStart:
+    case UpType::kTrustUpdate:
+    case UpType::kWakePeer:
+    case UpType::kSettings:
+      send_error(connection, envelope.id,
+                 make_error(Errc::kInvalidArgument,
+                            envelope.type + " is sent by the server, not by a device"));
+      return;
+  }
+}
+
+void DeviceHub::handle_hello(ConnectionId connection, Connection& conn, const std::string& id,
+                             const protocol::Hello& hello) {
+  if (hello.device_id != conn.device_id) {
+    log::warning("device " + short_id(conn.device_id) + " claimed to be " +
+                 short_id(hello.device_id) + " in hello; closing");
+    send_error(connection, id,
+               make_error(Errc::kPermissionDenied,
+                          "device_id does not match the client certificate's key"));
+    transport_.close(connection, 1008, "identity mismatch");
+    return;
+  }
+  auto device = store_.find_device(conn.device_id);
+  if (!device.ok() || !*device) {
+    send_error(connection, id,
+               device.ok() ? make_error(Errc::kNotFound, "unknown device") : device.error());
+    return;
+  }
+  DeviceHelloRecord record;
+  record.id = conn.device_id;
+  record.hostname = hello.hostname;
+  record.agent_version = hello.agent_version;
+  record.os = os_text(hello.os);
+  record.address = conn.address;
+  record.seen_at = now();
+  if (auto stored = store_.record_hello(record); !stored.ok()) {
+    log::error("cannot record hello of device " + short_id(conn.device_id) + ": " +
+               stored.error().message);
+    send_error(connection, id, make_error(Errc::kInternal, "the server could not store hello"));
+    return;
+  }
+  const bool first_hello = !conn.hello_done;
+  conn.hello_done = true;
+  LiveEntry& live = current_[conn.device_id];
+  live.greeted = true;
+  live.stored_inventory_json = (*device)->inventory_json;
+
+  protocol::HelloAck ack;
+  ack.server_time = now();
+  ack.status_interval_s = settings_.status_interval.count();
+  ack.device_name = (*device)->name;
+  if (!(*device)->online_key.empty()) ack.online_key = (*device)->online_key;
+  send(connection, protocol::make_ok_result(id, protocol::encode_hello_ack(ack)));
+  if (first_hello) {
+    log::info("device " + short_id(conn.device_id) + " (" + hello.hostname + ", agent " +
+              hello.agent_version + ") online from " + conn.address);
+    send_trust_update(connection, conn);
+  }
+}
+
+void DeviceHub::send_trust_update(ConnectionId connection, Connection& conn) {
+  auto request_id = conn.pending.add(PendingRequest{UpType::kTrustUpdate},
+                                     SteadyClock::now() + settings_.request_timeout);
+  if (!request_id.ok()) {
+    log::warning("device " + short_id(conn.device_id) + ": " + request_id.error().message);
+    return;
+  }
+  protocol::TrustUpdate update;
+  update.ca_fingerprints = ca_.trusted_fingerprints();
+  update.ca_certificates_pem = ca_.trusted_pems();
+  send(connection, protocol::make_message(*request_id, update));
+}
+
+void DeviceHub::handle_cert_renew(ConnectionId connection, Connection& conn, const std::string& id,
+                                  const protocol::CertRenew& renew) {
+  auto key = pki::public_key_from_csr(renew.csr_pem);
+  if (!key.ok()) {
+    send_error(connection, id,
+               make_error(Errc::kBadValue, "bad certificate request: " + key.error().message));
+    return;
+  }
+  auto spki = pki::spki_sha256(key->get());
+  if (!spki.ok() || pki::to_hex(*spki) != conn.device_id) {
+    send_error(connection, id,
+               make_error(Errc::kPermissionDenied,
+                          "the certificate request is not for this device's key"));
+    return;
+  }
+  auto issued = ca_.issue_device_certificate(key->get());
+  if (!issued.ok()) {
+    log::error("cannot renew the certificate of device " + short_id(conn.device_id) + ": " +
+               issued.error().message);
+    send_error(connection, id, make_error(Errc::kInternal, "the server could not issue"));
+    return;
+  }
+  if (auto stored = store_.update_certificate(conn.device_id, issued->serial, issued->not_after);
+      !stored.ok()) {
+    log::error("cannot record the renewed certificate of device " + short_id(conn.device_id) +
+               ": " + stored.error().message);
+    send_error(connection, id, make_error(Errc::kInternal, "the server could not store"));
+    return;
+  }
+  protocol::CertRenewAck ack;
+  ack.certificate_pem = issued->certificate_pem;
+  ack.ca_certificates_pem = ca_.trusted_pems();
+  send(connection, protocol::make_ok_result(id, protocol::encode_cert_renew_ack(ack)));
+  log::info("device " + short_id(conn.device_id) + " renewed its certificate (serial " +
+            issued->serial + ", valid until " + pki::format_utc(issued->not_after) + ")");
+}
+
+void DeviceHub::handle_result(Connection& conn, const std::string& id,
+                              const protocol::ResultBody& result) {
+  auto request = conn.pending.resolve(id);
+  if (!request) {
+    log::debug("device " + short_id(conn.device_id) + " answered unknown request " + id);
+    return;
+  }
+  const std::string what(protocol::up_type_name(request->type));
+  if (result.ok) {
+    log::debug("device " + short_id(conn.device_id) + " accepted " + what);
+  } else {
+    log::warning("device " + short_id(conn.device_id) + " refused " + what + ": " +
+                 (result.error ? result.error->code + ": " + result.error->message : "?"));
+  }
+}
+
+void DeviceHub::expire_requests(SteadyClock::time_point now) {
+  for (auto& [connection, conn] : connections_) {
+    for (const auto& [id, request] : conn.pending.expire(now)) {
+      log::warning("device " + short_id(conn.device_id) + " did not answer " +
+                   std::string(protocol::up_type_name(request.type)) + " request " + id +
+                   " in time");
+    }
+  }
+}
+
+Status DeviceHub::flush() {
+  if (unflushed_.empty()) return {};
+  std::vector<DeviceActivity> batch;
+  batch.reserve(unflushed_.size());
+  for (auto& [id, activity] : unflushed_) batch.push_back(activity);
+  TETHER_TRY(store_.record_activity(batch));
+  unflushed_.clear();
+  return {};
+}
+
+void DeviceHub::close_all(int code, const std::string& reason) {
+  for (const auto& [connection, conn] : connections_) transport_.close(connection, code, reason);
+}
+
+std::optional<LiveDeviceState> DeviceHub::live_state(const std::string& id) const {
+  auto it = current_.find(id);
+  if (it == current_.end() || !it->second.greeted) return std::nullopt;
+  LiveDeviceState state;
+  state.address = it->second.address;
+  state.last_seen = it->second.last_seen;
+  state.status_json = it->second.status_json;
+  return state;
+}
+
+void DeviceHub::disconnect(const std::string& id, int close_code, const std::string& reason) {
+  auto it = current_.find(id);
+  if (it == current_.end()) return;
+  touch(id, it->second.address);
+  transport_.close(it->second.connection, close_code, reason);
+  current_.erase(it);
+}
+
+}  // namespace tether::server

@@ -1,0 +1,111 @@
+// The server's side of the Unified Protocol: one channel per device, identified by its
+// client certificate. Decodes messages, keeps the live state of every connected device in
+// memory (written to the store in batches, never per heartbeat), answers hello and
+// cert_renew, and sends requests (trust_update) whose results it correlates. It does no I/O
+// itself: frames go through an UpTransport (HttpsServer), so it can be driven directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "protocol/PendingRequests.h"
+#include "protocol/UpMessage.h"
+#include "server/CertificateAuthority.h"
+#include "server/LiveDevices.h"
+#include "server/Store.h"
+
+namespace tether::server {
+
+using ConnectionId = std::uint64_t;
+
+class UpTransport {
+ public:
+  virtual ~UpTransport() = default;
+  // Queues one text message on the connection (the transport bounds its queue).
+  virtual void send(ConnectionId connection, std::string text) = 0;
+  // Closes the connection with a WebSocket close code; on_closed follows later.
+  virtual void close(ConnectionId connection, int code, const std::string& reason) = 0;
+};
+
+struct HubSettings {
+  std::chrono::seconds status_interval{60};
+  std::chrono::seconds request_timeout{30};
+};
+
+class DeviceHub final : public LiveDevices {
+ public:
+  using WallClock = std::function<std::int64_t()>;  // unix seconds
+  using SteadyClock = std::chrono::steady_clock;
+
+  DeviceHub(Store& store, const CertificateAuthority& ca, UpTransport& transport,
+            HubSettings settings, WallClock wall_clock = {});
+
+  // Whether the device with this id (from its client certificate) may open a channel: it
+  // must be known and neither revoked nor deleted.
+  [[nodiscard]] Status admit(const std::string& device_id);
+
+  void on_connected(ConnectionId connection, const std::string& device_id,
+                    const std::string& address);
+  void on_message(ConnectionId connection, std::string_view text);
+  void on_closed(ConnectionId connection);
+
+  // Drops requests whose results did not come in time.
+  void expire_requests(SteadyClock::time_point now);
+  // Writes the activity gathered since the last flush.
+  [[nodiscard]] Status flush();
+  void close_all(int code, const std::string& reason);
+  [[nodiscard]] std::size_t connection_count() const noexcept { return connections_.size(); }
+  [[nodiscard]] std::size_t online_count() const;
+
+  std::optional<LiveDeviceState> live_state(const std::string& id) const override;
+  void disconnect(const std::string& id, int close_code, const std::string& reason) override;
+
+ private:
+  struct PendingRequest {
+    protocol::UpType type = protocol::UpType::kTrustUpdate;
+  };
+  struct Connection {
+    std::string device_id;
+    std::string address;
+    bool hello_done = false;
+    protocol::PendingRequests<PendingRequest> pending{"s", 64};
+  };
+  struct LiveEntry {
+    ConnectionId connection = 0;
+    bool greeted = false;  // hello done: the device counts as online
+    std::string address;
+    std::int64_t last_seen = 0;
+    std::string status_json;
+    std::string stored_inventory_json;
+  };
+
+  void send(ConnectionId connection, const protocol::Envelope& envelope);
+  void send_error(ConnectionId connection, const std::string& id, const Error& error);
+  void handle(ConnectionId connection, Connection& conn, const protocol::Envelope& envelope,
+              protocol::UpBody& body);
+  void handle_hello(ConnectionId connection, Connection& conn, const std::string& id,
+                    const protocol::Hello& hello);
+  void handle_cert_renew(ConnectionId connection, Connection& conn, const std::string& id,
+                         const protocol::CertRenew& renew);
+  void handle_result(Connection& conn, const std::string& id, const protocol::ResultBody& result);
+  void send_trust_update(ConnectionId connection, Connection& conn);
+  void touch(const std::string& device_id, const std::string& address);
+  std::int64_t now() const;
+
+  Store& store_;
+  const CertificateAuthority& ca_;
+  UpTransport& transport_;
+  HubSettings settings_;
+  WallClock wall_clock_;
+  std::unordered_map<ConnectionId, Connection> connections_;
+  // The current channel of each connected device.
+  std::unordered_map<std::string, LiveEntry> current_;
+  // Activity not yet written to the store, by device id.
+  std::unordered_map<std::string, DeviceActivity> unflushed_;
+};
+
+}  // namespace tether::server

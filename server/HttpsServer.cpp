@@ -1,0 +1,470 @@
+#include "server/HttpsServer.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <exception>
+
+#include "common/Log.h"
+#include "platform/Pki.h"
+#include "protocol/UpMessage.h"
+
+namespace tether::server {
+namespace {
+
+constexpr std::size_t kUpRxLimit = 256 * 1024;  // the UP message size limit
+constexpr std::size_t kHttpChunk = 16 * 1024;
+constexpr int kUpCloseTimeoutSeconds = 5;
+
+HttpsServer* owner(lws* wsi) {
+  return static_cast<HttpsServer*>(lws_context_user(lws_get_context(wsi)));
+}
+
+std::string header(lws* wsi, lws_token_indexes token, std::size_t max = 4096) {
+  const int len = lws_hdr_total_length(wsi, token);
+  if (len <= 0 || static_cast<std::size_t>(len) > max) return {};
+  std::string out(static_cast<std::size_t>(len) + 1, '\0');
+  const int copied = lws_hdr_copy(wsi, out.data(), static_cast<int>(out.size()), token);
+  if (copied < 0) return {};
+  out.resize(static_cast<std::size_t>(copied));
+  return out;
+}
+
+std::string method_of(lws* wsi) {
+  static const std::pair<lws_token_indexes, const char*> kMethods[] = {
+      {WSI_TOKEN_GET_URI, "GET"},     {WSI_TOKEN_POST_URI, "POST"},
+      {WSI_TOKEN_PUT_URI, "PUT"},     {WSI_TOKEN_DELETE_URI, "DELETE"},
+      {WSI_TOKEN_PATCH_URI, "PATCH"}, {WSI_TOKEN_OPTIONS_URI, "OPTIONS"},
+      {WSI_TOKEN_HEAD_URI, "HEAD"},
+  };
+  for (const auto& [token, name] : kMethods) {
+    if (lws_hdr_total_length(wsi, token) > 0) return name;
+  }
+  return "?";
+}
+
+std::string peer_address(lws* wsi) {
+  char buf[128] = {0};
+  const char* p = lws_get_peer_simple(wsi, buf, sizeof buf);
+  std::string out = p ? p : "";
+  // lws reports IPv4 peers on a dual-stack socket as ::ffff:a.b.c.d.
+  if (out.rfind("::ffff:", 0) == 0 && out.find('.') != std::string::npos) out = out.substr(7);
+  return out;
+}
+
+bool is_any_address(const std::string& host) {
+  return host == "0.0.0.0" || host == "::" || host == "*";
+}
+
+bool is_ipv4(const std::string& host) {
+  in_addr a{};
+  return ::inet_pton(AF_INET, host.c_str(), &a) == 1;
+}
+
+}  // namespace
+
+Result<std::string> peer_device_id(SSL* ssl) {
+  if (ssl == nullptr) return make_error(Errc::kUnauthenticated, "not a TLS connection");
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  if (peer == nullptr) return make_error(Errc::kUnauthenticated, "no client certificate");
+  if (SSL_get_verify_result(ssl) != X509_V_OK) {
+    return make_error(Errc::kUnauthenticated, "the client certificate did not verify");
+  }
+  EVP_PKEY* key = X509_get0_pubkey(peer);
+  if (key == nullptr) return make_error(Errc::kUnauthenticated, "client certificate without key");
+  TETHER_ASSIGN_OR_RETURN(auto spki, pki::spki_sha256(key));
+  return pki::to_hex(spki);
+}
+
+HttpsServer::HttpsServer(HttpsServerOptions options) : options_(std::move(options)) {
+  protocols_[0].name = "http";
+  protocols_[0].callback = &HttpsServer::http_callback;
+  protocols_[1].name = protocol::kUpSubprotocol;
+  protocols_[1].callback = &HttpsServer::up_callback;
+  protocols_[1].per_session_data_size = sizeof(UpSessionData);
+  protocols_[1].rx_buffer_size = 64 * 1024;
+  const auto ping = static_cast<std::uint16_t>(
+      std::clamp<std::int64_t>(options_.ping_interval.count(), 1, 32767));
+  retry_.secs_since_valid_ping = ping;
+  retry_.secs_since_valid_hangup = static_cast<std::uint16_t>(ping * 2);
+}
+
+HttpsServer::~HttpsServer() {
+  stop();
+}
+
+void HttpsServer::stop() {
+  // Destroying the context runs close callbacks that reach into our members: do it while
+  // they are all still alive.
+  context_.reset();
+  http_.clear();
+  up_.clear();
+}
+
+Status HttpsServer::start() {
+  for (const auto& pem : options_.client_ca_pems) {
+    TETHER_ASSIGN_OR_RETURN(auto cert, pki::certificate_from_pem(pem));
+    client_cas_.push_back(std::move(cert));
+  }
+  lws_context_creation_info info{};
+  const std::string& host = options_.listen.host;
+  info.port = options_.listen.port;
+  info.iface = is_any_address(host) ? nullptr : host.c_str();
+  info.protocols = protocols_;
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  // Client certificates are asked for but optional (the API and enrollment need none); one
+  // that is presented must chain to our CAs, and /up admits only known devices.
+  info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+  info.options |= LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED;
+  info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+  info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  // An IPv4 address (or 0.0.0.0) means IPv4 only: without this lws opens a dual-stack
+  // socket and the bind address would not be what the admin asked for.
+  if (host == "0.0.0.0" || is_ipv4(host)) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+  info.ssl_cert_filepath = options_.certificate_path.c_str();
+  info.ssl_private_key_filepath = options_.key_path.c_str();
+  // HTTP/2 would change how WebSockets are carried; the UP channel and the API speak 1.1.
+  info.alpn = "http/1.1";
+  info.retry_and_idle_policy = &retry_;
+  info.max_http_header_data = 4096;
+  info.vhost_name = "tether";
+  info.user = this;
+  context_.reset(lws_create_context(&info));
+  if (!context_) {
+    return make_error(Errc::kUnavailable, "cannot listen on " + host + ":" +
+                                              std::to_string(options_.listen.port) +
+                                              " (see the messages above)");
+  }
+  return {};
+}
+
+void HttpsServer::load_client_cas(SSL_CTX* ctx) {
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  for (const auto& ca : client_cas_) {
+    X509_STORE_add_cert(store, ca.get());
+    SSL_CTX_add_client_CA(ctx, ca.get());
+  }
+}
+
+int HttpsServer::http_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                               std::size_t len) {
+  HttpsServer* self = owner(wsi);
+  if (self == nullptr) return lws_callback_http_dummy(wsi, reason, user, in, len);
+  try {
+    return self->on_http(wsi, reason, user, in, len);
+  } catch (const std::exception& e) {
+    log::error(std::string("HTTP handler failed: ") + e.what());
+  } catch (...) {
+    log::error("HTTP handler failed");
+  }
+  return -1;
+}
+
+int HttpsServer::up_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                             std::size_t len) {
+  HttpsServer* self = owner(wsi);
+  if (self == nullptr) return 0;
+  try {
+    return self->on_up(wsi, reason, static_cast<UpSessionData*>(user), in, len);
+  } catch (const std::exception& e) {
+    log::error(std::string("UP handler failed: ") + e.what());
+  } catch (...) {
+    log::error("UP handler failed");
+  }
+  return -1;
+}
+
+int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                         std::size_t len) {
+  switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+      load_client_cas(static_cast<SSL_CTX*>(user));
+      return 0;
+
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+      // lws turns our 0 into "verified": pass OpenSSL's own verdict (in `len`) through, so
+      // that a client certificate not chaining to our CA fails the handshake.
+      return len != 0 ? 0 : 1;
+
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+      if (wake_handler_) wake_handler_();
+      return 0;
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+      // A WebSocket upgrade without our subprotocol lands on protocol 0: refuse it.
+      return 1;
+
+    case LWS_CALLBACK_HTTP: {
+      HttpExchange& exchange = http_[wsi] = HttpExchange{};
+      exchange.request.method = method_of(wsi);
+      exchange.request.path = in ? std::string(static_cast<const char*>(in)) : "/";
+      exchange.request.authorization = header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+      exchange.request.peer_address = peer_address(wsi);
+      const std::string length_text = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 32);
+      std::uint64_t length = 0;
+      if (!length_text.empty()) {
+        auto [ptr, ec] =
+            std::from_chars(length_text.data(), length_text.data() + length_text.size(), length);
+        if (ec != std::errc() || ptr != length_text.data() + length_text.size()) {
+          exchange.close_after = true;
+          respond(wsi, exchange,
+                  error_response(400, Errc::kSyntax, "malformed Content-Length header"));
+          return 0;
+        }
+      }
+      if (length > kMaxRequestBody) {
+        // The body is not read: the connection cannot carry another request after this.
+        exchange.close_after = true;
+        respond(wsi, exchange,
+                error_response(
+                    413, Errc::kTooLarge,
+                    "request bodies are limited to " + std::to_string(kMaxRequestBody) + " bytes"));
+        return 0;
+      }
+      if (length == 0) {
+        respond(wsi, exchange, http_handler_(exchange.request));
+      } else {
+        exchange.request.body.reserve(static_cast<std::size_t>(length));
+      }
+      return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_BODY: {
+      auto it = http_.find(wsi);
+      if (it == http_.end() || it->second.responding) return 0;
+      HttpExchange& exchange = it->second;
+      if (exchange.request.body.size() + len > kMaxRequestBody) {
+        exchange.close_after = true;
+        respond(wsi, exchange, error_response(413, Errc::kTooLarge, "request body too large"));
+        return 0;
+      }
+      exchange.request.body.append(static_cast<const char*>(in), len);
+      return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+      auto it = http_.find(wsi);
+      if (it == http_.end() || it->second.responding) return 0;
+      respond(wsi, it->second, http_handler_(it->second.request));
+      return 0;
+    }
+
+    case LWS_CALLBACK_HTTP_WRITEABLE: return write_http(wsi);
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: http_.erase(wsi); return 0;
+
+    default: break;
+  }
+  return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+void HttpsServer::respond(lws* wsi, HttpExchange& exchange, HttpResponse response) {
+  log::debug(exchange.request.method + " " + exchange.request.path.substr(0, 200) + " from " +
+             exchange.request.peer_address + ": " + std::to_string(response.status));
+  exchange.response = std::move(response);
+  exchange.responding = true;
+  if (exchange.request.method == "HEAD") exchange.response.body.clear();
+  lws_callback_on_writable(wsi);
+}
+
+int HttpsServer::write_http(lws* wsi) {
+  auto it = http_.find(wsi);
+  if (it == http_.end() || !it->second.responding) return 0;
+  HttpExchange& exchange = it->second;
+  const HttpResponse& response = exchange.response;
+
+  if (!exchange.headers_sent) {
+    std::vector<unsigned char> buf(LWS_PRE + 2048);
+    unsigned char* start = buf.data() + LWS_PRE;
+    unsigned char* p = start;
+    unsigned char* end = buf.data() + buf.size() - 1;
+    if (lws_add_http_common_headers(wsi, static_cast<unsigned int>(response.status),
+                                    response.content_type.c_str(), response.body.size(), &p,
+                                    end) != 0) {
+      return -1;
+    }
+    auto add = [&](const std::string& name, const std::string& value) {
+      const std::string field = name + ":";
+      return lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(field.c_str()),
+                                         reinterpret_cast<const unsigned char*>(value.data()),
+                                         static_cast<int>(value.size()), &p, end) == 0;
+    };
+    if (!add("cache-control", "no-store")) return -1;
+    if (exchange.close_after && !add("connection", "close")) return -1;
+    for (const auto& [name, value] : response.headers) {
+      if (!add(name, value)) return -1;
+    }
+    if (lws_finalize_write_http_header(wsi, start, &p, end) != 0) return -1;
+    exchange.headers_sent = true;
+    if (!response.body.empty()) {
+      lws_callback_on_writable(wsi);
+      return 0;
+    }
+  } else {
+    const std::size_t left = response.body.size() - exchange.body_sent;
+    const std::size_t n = std::min(left, kHttpChunk);
+    std::vector<unsigned char> buf(LWS_PRE + n);
+    std::memcpy(buf.data() + LWS_PRE, response.body.data() + exchange.body_sent, n);
+    const bool last = n == left;
+    if (lws_write(wsi, buf.data() + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+        static_cast<int>(n)) {
+      return -1;
+    }
+    exchange.body_sent += n;
+    if (!last) {
+      lws_callback_on_writable(wsi);
+      return 0;
+    }
+  }
+  const bool close_after = exchange.close_after;
+  http_.erase(it);
+  if (close_after) return -1;
+  return lws_http_transaction_completed(wsi) != 0 ? -1 : 0;
+}
+
+int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* session, void* in,
+                       std::size_t len) {
+  switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+      const std::string uri = header(wsi, WSI_TOKEN_GET_URI, 256);
+      const std::string address = peer_address(wsi);
+      if (uri != "/up") {
+        log::info("refused a WebSocket on " + uri.substr(0, 64) + " from " + address);
+        return 1;
+      }
+      auto device_id = peer_device_id(lws_get_ssl(wsi));
+      Status admitted = device_id.ok() ? (hub_ ? hub_->admit(*device_id) : ok_status())
+                                       : Status(device_id.error());
+      if (!admitted.ok()) {
+        log::notice("refused UP connection from " + address + ": " + admitted.error().message);
+        return 1;
+      }
+      return 0;
+    }
+
+    case LWS_CALLBACK_ESTABLISHED: {
+      auto device_id = peer_device_id(lws_get_ssl(wsi));
+      if (!device_id.ok() || session == nullptr) return -1;
+      const ConnectionId id = next_connection_id_++;
+      session->id = id;
+      UpConnection conn;
+      conn.wsi = wsi;
+      up_.emplace(id, std::move(conn));
+      if (hub_) hub_->on_connected(id, *device_id, peer_address(wsi));
+      return 0;
+    }
+
+    case LWS_CALLBACK_RECEIVE: {
+      if (session == nullptr) return -1;
+      auto it = up_.find(session->id);
+      if (it == up_.end()) return -1;
+      UpConnection& conn = it->second;
+      if (lws_is_first_fragment(wsi)) {
+        conn.rx.clear();
+        conn.rx_discarding = false;
+      }
+      if (!conn.rx_discarding) {
+        if (conn.rx.size() + len > kUpRxLimit) {
+          conn.rx.clear();
+          conn.rx_discarding = true;
+          close(session->id, 1009, "message too big");
+        } else {
+          conn.rx.append(static_cast<const char*>(in), len);
+        }
+      }
+      if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+        if (!conn.rx_discarding && hub_) {
+          std::string message = std::move(conn.rx);
+          conn.rx.clear();
+          hub_->on_message(session->id, message);
+        }
+        // on_message may have closed or replaced connections; `conn` may be gone.
+        if (auto again = up_.find(session->id); again != up_.end()) again->second.rx.clear();
+      }
+      return 0;
+    }
+
+    case LWS_CALLBACK_SERVER_WRITEABLE: return write_up(wsi, session);
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+      std::uint16_t code = 0;
+      if (len >= 2 && in != nullptr) {
+        const auto* b = static_cast<const unsigned char*>(in);
+        code = static_cast<std::uint16_t>((b[0] << 8) | b[1]);
+      }
+      log::debug("UP peer " + peer_address(wsi) + " closed with " + std::to_string(code));
+      return 0;
+    }
+
+    case LWS_CALLBACK_CLOSED: {
+      if (session == nullptr || session->id == 0) return 0;
+      const ConnectionId id = session->id;
+      session->id = 0;
+      up_.erase(id);
+      if (hub_) hub_->on_closed(id);
+      return 0;
+    }
+
+    default: break;
+  }
+  return 0;
+}
+
+int HttpsServer::write_up(lws* wsi, UpSessionData* session) {
+  if (session == nullptr) return 0;
+  auto it = up_.find(session->id);
+  if (it == up_.end()) return 0;
+  UpConnection& conn = it->second;
+  if (conn.closing) {
+    const std::string& reason = conn.closing->second;
+    lws_close_reason(wsi, static_cast<lws_close_status>(conn.closing->first),
+                     reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())),
+                     std::min<std::size_t>(reason.size(), 120));
+    return -1;
+  }
+  if (conn.queue.empty()) return 0;
+  std::string message = std::move(conn.queue.front());
+  conn.queue.pop_front();
+  conn.queued_bytes -= message.size();
+  std::vector<unsigned char> buf(LWS_PRE + message.size());
+  std::memcpy(buf.data() + LWS_PRE, message.data(), message.size());
+  if (lws_write(wsi, buf.data() + LWS_PRE, message.size(), LWS_WRITE_TEXT) <
+      static_cast<int>(message.size())) {
+    return -1;
+  }
+  if (!conn.queue.empty()) lws_callback_on_writable(wsi);
+  return 0;
+}
+
+void HttpsServer::send(ConnectionId connection, std::string text) {
+  auto it = up_.find(connection);
+  if (it == up_.end() || it->second.closing) return;
+  UpConnection& conn = it->second;
+  if (conn.queue.size() >= options_.max_queued_messages ||
+      conn.queued_bytes + text.size() > options_.max_queued_bytes) {
+    log::warning("UP connection " + std::to_string(connection) +
+                 " is not reading; closing it (send queue full)");
+    close(connection, 1008, "send queue full");
+    return;
+  }
+  conn.queued_bytes += text.size();
+  conn.queue.push_back(std::move(text));
+  lws_callback_on_writable(conn.wsi);
+}
+
+void HttpsServer::close(ConnectionId connection, int code, const std::string& reason) {
+  auto it = up_.find(connection);
+  if (it == up_.end() || it->second.closing) return;
+  UpConnection& conn = it->second;
+  conn.closing = std::make_pair(code, reason);
+  conn.queue.clear();
+  conn.queued_bytes = 0;
+  lws_callback_on_writable(conn.wsi);
+  // A peer that never lets us write is cut off without the close frame.
+  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kUpCloseTimeoutSeconds);
+}
+
+}  // namespace tether::server

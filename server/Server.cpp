@@ -1,0 +1,193 @@
+#include "server/Server.h"
+
+#include <atomic>
+#include <csignal>
+#include <ctime>
+
+#include "common/FileIo.h"
+#include "common/Log.h"
+#include "protocol/EnrollmentToken.h"
+
+namespace tether::server {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto kTick = 1s;
+constexpr auto kShutdownGrace = 3s;
+// Used or expired tokens are kept this long for the record, then forgotten.
+constexpr std::int64_t kTokenRetentionSeconds = 7 * 86400;
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+std::atomic<lws_context*> g_context{nullptr};
+
+void on_signal(int) {
+  g_stop_requested = 1;
+  if (lws_context* ctx = g_context.load()) lws_cancel_service(ctx);
+}
+
+bool is_any(const std::string& host) {
+  return host == "0.0.0.0" || host == "::";
+}
+
+std::vector<std::string> server_names(const ServerSettings& settings) {
+  std::vector<std::string> names = {"localhost", "127.0.0.1", "::1", local_hostname()};
+  if (auto url = protocol::parse_server_url(settings.public_url); url.ok()) {
+    names.push_back(url->host);
+  }
+  if (!is_any(settings.listen.host)) names.push_back(settings.listen.host);
+  names.insert(names.end(), settings.extra_names.begin(), settings.extra_names.end());
+  return names;
+}
+
+}  // namespace
+
+Server::Server(ServerSettings settings) : settings_(std::move(settings)) {}
+
+Server::~Server() {
+  tick_.reset();
+  // The listener's close callbacks reach into the hub: tear it down while the hub exists.
+  if (https_) https_->stop();
+  g_context.store(nullptr);
+}
+
+void Server::request_stop() noexcept {
+  on_signal(0);
+}
+
+Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
+  std::unique_ptr<Server> server(new Server(settings));
+  const std::string& dir = settings.state_dir;
+  TETHER_TRY(ensure_directory(dir, 0700));
+
+  CertificateAuthorityOptions ca_options;
+  ca_options.state_dir = dir;
+  ca_options.server_names = server_names(settings);
+  ca_options.server_cert_lifetime = settings.server_cert_lifetime;
+  ca_options.device_cert_lifetime = settings.device_cert_lifetime;
+  CertificateAuthority::OpenReport report;
+  TETHER_ASSIGN_OR_RETURN(auto ca, CertificateAuthority::open(ca_options, &report));
+  server->ca_ = std::make_unique<CertificateAuthority>(std::move(ca));
+  if (report.created_ca) {
+    log::notice("created the installation CA: " + server->ca_->ca_certificate_path() +
+                " (SHA-256 fingerprint " + server->ca_->ca_fingerprint() + ")");
+  }
+  if (report.issued_server_certificate) {
+    log::notice("issued the server certificate " + server->ca_->server_certificate_path() + " (" +
+                report.server_certificate_reason + ")");
+  }
+
+  bool token_created = false;
+  const std::string token_path = dir + "/admin.token";
+  TETHER_ASSIGN_OR_RETURN(AdminToken admin, AdminToken::load_or_create(token_path, token_created));
+  if (token_created) {
+    log::notice("created the admin API token: " + token_path + " (tetherctl reads it)");
+  }
+
+  TETHER_ASSIGN_OR_RETURN(server->store_, SqliteStore::open(dir + "/tether.db"));
+  if (auto purged = server->store_->purge_enrollment_tokens(
+          static_cast<std::int64_t>(std::time(nullptr)) - kTokenRetentionSeconds);
+      !purged.ok()) {
+    log::warning("cannot purge old enrollment tokens: " + purged.error().message);
+  }
+
+  EnrollmentSettings enroll;
+  enroll.server_url = settings.public_url;
+  enroll.default_token_ttl = settings.token_ttl;
+  enroll.rate_per_minute = settings.enroll_rate_per_minute;
+  server->enrollment_ = std::make_unique<EnrollmentService>(*server->store_, *server->ca_, enroll);
+
+  HttpsServerOptions https;
+  https.listen = settings.listen;
+  https.certificate_path = server->ca_->server_certificate_path();
+  https.key_path = server->ca_->server_key_path();
+  https.client_ca_pems = server->ca_->trusted_pems();
+  https.ping_interval = settings.ping_interval;
+  server->https_ = std::make_unique<HttpsServer>(https);
+
+  HubSettings hub;
+  hub.status_interval = settings.status_interval;
+  server->hub_ = std::make_unique<DeviceHub>(*server->store_, *server->ca_, *server->https_, hub);
+  server->rest_ = std::make_unique<RestApi>(*server->store_, *server->enrollment_, *server->hub_,
+                                            std::move(admin));
+
+  Server* self = server.get();
+  server->https_->set_hub(server->hub_.get());
+  server->https_->set_http_handler(
+      [self](const HttpRequest& request) { return self->rest_->handle(request); });
+  server->https_->set_wake_handler([self] { self->on_wake(); });
+  return server;
+}
+
+int Server::run() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  (void)std::signal(SIGPIPE, SIG_IGN);
+
+  if (auto started = https_->start(); !started.ok()) {
+    log::error(started.error().message);
+    return 1;
+  }
+  g_context.store(https_->context());
+  log::notice(
+      "listening on " +
+      (settings_.listen.host.find(':') != std::string::npos ? "[" + settings_.listen.host + "]"
+                                                            : settings_.listen.host) +
+      ":" + std::to_string(settings_.listen.port) + "; devices use " + settings_.public_url);
+
+  tick_ = std::make_unique<LwsTimer>(https_->context(), [this] { on_tick(); });
+  next_flush_ = SteadyClock::now() + settings_.flush_interval;
+  tick_->schedule(kTick);
+  // A signal that arrived before the context existed could not wake the loop.
+  if (g_stop_requested) begin_shutdown();
+
+  while (!done_) {
+    if (lws_service(https_->context(), 0) < 0) break;
+    if (stopping_ &&
+        (https_->up_connection_count() == 0 || SteadyClock::now() >= shutdown_deadline_)) {
+      done_ = true;
+    }
+  }
+  tick_.reset();
+  https_->stop();
+  g_context.store(nullptr);
+  flush_activity();
+  log::notice("stopped");
+  return 0;
+}
+
+void Server::on_wake() {
+  if (g_stop_requested && !stopping_) begin_shutdown();
+}
+
+void Server::begin_shutdown() {
+  stopping_ = true;
+  shutdown_deadline_ = SteadyClock::now() + kShutdownGrace;
+  log::notice("stopping: closing " + std::to_string(https_->up_connection_count()) +
+              " device channel(s)");
+  hub_->close_all(kCloseRestarting, protocol::kRestartCloseReason);
+  flush_activity();
+  if (https_->up_connection_count() == 0) done_ = true;
+}
+
+void Server::flush_activity() {
+  if (auto flushed = hub_->flush(); !flushed.ok()) {
+    log::error("cannot write device activity: " + flushed.error().message);
+  }
+}
+
+void Server::on_tick() {
+  const auto now = SteadyClock::now();
+  hub_->expire_requests(now);
+  if (now >= next_flush_) {
+    flush_activity();
+    next_flush_ = now + settings_.flush_interval;
+  }
+  tick_->schedule(kTick);
+}
+
+}  // namespace tether::server

@@ -1,0 +1,56 @@
+// tether-server as one object: opens the state (CA, admin token, database), wires the REST
+// API and the UP hub to the HTTPS listener, and runs the event loop until SIGTERM/SIGINT.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "common/LwsLoop.h"
+#include "common/Result.h"
+#include "server/AdminToken.h"
+#include "server/CertificateAuthority.h"
+#include "server/DeviceHub.h"
+#include "server/EnrollmentService.h"
+#include "server/HttpsServer.h"
+#include "server/RestApi.h"
+#include "server/ServerConfig.h"
+#include "server/SqliteStore.h"
+
+namespace tether::server {
+
+class Server {
+ public:
+  // Opens or creates everything in the state directory; logs what it created.
+  [[nodiscard]] static Result<std::unique_ptr<Server>> create(const ServerSettings& settings);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listener, then serves until a stop is requested. Returns the exit code.
+  [[nodiscard]] int run();
+
+  // Async-signal-safe: asks the running server to stop.
+  static void request_stop() noexcept;
+
+ private:
+  explicit Server(ServerSettings settings);
+  void on_wake();
+  void on_tick();
+  void begin_shutdown();
+  void flush_activity();
+
+  ServerSettings settings_;
+  std::unique_ptr<CertificateAuthority> ca_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<EnrollmentService> enrollment_;
+  std::unique_ptr<HttpsServer> https_;
+  std::unique_ptr<DeviceHub> hub_;
+  std::unique_ptr<RestApi> rest_;
+  std::unique_ptr<LwsTimer> tick_;
+  std::chrono::steady_clock::time_point next_flush_{};
+  std::chrono::steady_clock::time_point shutdown_deadline_{};
+  bool stopping_ = false;
+  bool done_ = false;
+};
+
+}  // namespace tether::server

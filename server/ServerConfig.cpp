@@ -1,0 +1,148 @@
+#include "server/ServerConfig.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "protocol/EnrollmentToken.h"
+
+namespace tether::server {
+namespace {
+
+constexpr std::int64_t kSecond = 1000;
+constexpr std::int64_t kDay = 86400 * kSecond;
+
+std::vector<std::string> split_names(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto comma = text.find(',', start);
+    const auto end = comma == std::string::npos ? text.size() : comma;
+    std::string item = text.substr(start, end - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::chrono::seconds seconds_of(const Config& config, const char* key) {
+  return std::chrono::duration_cast<std::chrono::seconds>(config.duration(key));
+}
+
+}  // namespace
+
+const ConfigSchema& server_config_schema() {
+  static const ConfigSchema schema = {
+      {"server.listen", SettingType::kEndpoint, "0.0.0.0:8443",
+       "address and port of the TLS listener (UP WebSocket, enrollment, REST API)"},
+      {"server.registration_port", SettingType::kInteger, "30001",
+       "TCP port where devices found by a scan ask for a registration token", 1, 65535},
+      {"server.public_url", SettingType::kString, "",
+       "wss://HOST:PORT that devices use to reach this server; empty: derived from "
+       "server.listen and the host name"},
+      {"server.names", SettingType::kString, "",
+       "extra DNS names and IP addresses for the server certificate, comma separated"},
+      {"pki.device_cert_lifetime", SettingType::kDuration, "90d",
+       "lifetime of the certificates issued to devices", 10 * kSecond, 3650 * kDay},
+      {"pki.server_cert_lifetime", SettingType::kDuration, "365d",
+       "lifetime of the server's own TLS certificate", kDay, 3650 * kDay},
+      {"enroll.token_ttl", SettingType::kDuration, "24h", "default lifetime of an enrollment token",
+       kSecond, 30 * kDay},
+      {"enroll.rate_per_minute", SettingType::kInteger, "30",
+       "enrollment attempts allowed per source address and minute", 1, 100000},
+      {"up.ping_interval", SettingType::kDuration, "30s",
+       "idle time before the server pings a device; a silent device is dropped after two", kSecond,
+       3600 * kSecond},
+      {"up.status_interval", SettingType::kDuration, "60s",
+       "how often agents send status (told to them in HelloAck)", 5 * kSecond, kDay},
+      {"up.flush_interval", SettingType::kDuration, "60s",
+       "how often last-seen times and status reports are written to the database", kSecond, kDay},
+      {"log.level",
+       SettingType::kEnum,
+       "info",
+       "error, warning, notice, info or debug",
+       0,
+       INT64_MAX,
+       {"error", "warning", "notice", "info", "debug"}},
+  };
+  return schema;
+}
+
+const std::vector<OptionSpec>& server_command_line_options() {
+  static const std::vector<OptionSpec> options = {
+      {"config", 'c', true, "FILE", "configuration file (default /etc/tether/server.conf)"},
+      {"state-dir", 0, true, "DIR", "state directory (default /var/lib/tether-server)"},
+      {"set", 0, true, "SECTION.KEY=VALUE", "override one setting (repeatable)"},
+      {"listen", 0, true, "ADDR:PORT", "same as --set server.listen=ADDR:PORT"},
+      {"registration-port", 0, true, "PORT", "same as --set server.registration_port=PORT"},
+      {"help", 'h', false, "", "show this help"},
+      {"version", 0, false, "", "print the version"},
+  };
+  return options;
+}
+
+std::string local_hostname() {
+  char buf[256] = {0};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+Result<ServerSettings> settings_from_config(const Config& config, std::string state_dir) {
+  ServerSettings s;
+  s.state_dir = std::move(state_dir);
+  TETHER_ASSIGN_OR_RETURN(s.listen, parse_endpoint(config.string("server.listen")));
+  s.registration_port = static_cast<std::uint16_t>(config.integer("server.registration_port"));
+  s.extra_names = split_names(config.string("server.names"));
+
+  std::string url = config.string("server.public_url");
+  if (url.empty()) {
+    std::string host = s.listen.host;
+    if (host == "0.0.0.0" || host == "::") host = local_hostname();
+    url = protocol::ServerUrl{host, s.listen.port}.to_string();
+  }
+  auto parsed = protocol::parse_server_url(url);
+  if (!parsed.ok()) {
+    return parsed.error().context("server.public_url (" + config.origin("server.public_url") + ")");
+  }
+  s.public_url = parsed->to_string();
+
+  s.device_cert_lifetime = seconds_of(config, "pki.device_cert_lifetime");
+  s.server_cert_lifetime = seconds_of(config, "pki.server_cert_lifetime");
+  s.token_ttl = seconds_of(config, "enroll.token_ttl");
+  s.enroll_rate_per_minute = static_cast<int>(config.integer("enroll.rate_per_minute"));
+  s.ping_interval = seconds_of(config, "up.ping_interval");
+  s.status_interval = seconds_of(config, "up.status_interval");
+  s.flush_interval = config.duration("up.flush_interval");
+  if (!log::parse_level(config.string("log.level"), s.log_level)) {
+    return make_error(Errc::kBadValue, "log.level: unknown level");
+  }
+  return s;
+}
+
+Result<ServerSettings> load_server_settings(const ParsedArgs& args) {
+  ConfigSources sources;
+  if (auto file = args.value("config")) {
+    sources.main_file = *file;
+    sources.main_file_required = true;
+  } else {
+    sources.main_file = kDefaultServerConfigFile;
+  }
+  sources.overrides = args.values("set");
+  // The dedicated options are the most specific way to say it: they win over --set.
+  if (auto listen = args.value("listen")) sources.overrides.push_back("server.listen=" + *listen);
+  if (auto port = args.value("registration-port")) {
+    sources.overrides.push_back("server.registration_port=" + *port);
+  }
+  TETHER_ASSIGN_OR_RETURN(Config config, Config::load(server_config_schema(), sources));
+  std::string state_dir = args.value("state-dir").value_or(kDefaultServerStateDir);
+  if (state_dir.empty()) return make_error(Errc::kInvalidArgument, "--state-dir must not be empty");
+  while (state_dir.size() > 1 && state_dir.back() == '/') state_dir.pop_back();
+  return settings_from_config(config, std::move(state_dir));
+}
+
+}  // namespace tether::server

@@ -1,0 +1,481 @@
+#include "server/SqliteStore.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "common/UniqueFd.h"
+
+namespace tether::server {
+namespace {
+
+// Each entry moves the schema from version i to i + 1, in its own transaction. Never edit a
+// released entry: add a new one.
+constexpr std::string_view kMigrations[] = {
+    R"sql(
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL DEFAULT '',
+  hostname TEXT NOT NULL DEFAULT '',
+  agent_version TEXT NOT NULL DEFAULT '',
+  os TEXT NOT NULL DEFAULT '',
+  macs TEXT NOT NULL DEFAULT '[]',
+  address TEXT NOT NULL DEFAULT '',
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  cert_serial TEXT NOT NULL DEFAULT '',
+  cert_expires INTEGER NOT NULL DEFAULT 0,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  online_key TEXT NOT NULL,
+  inventory TEXT,
+  status TEXT
+);
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  used_by TEXT,
+  mac TEXT
+);
+CREATE INDEX enrollment_tokens_expiry ON enrollment_tokens (expires_at);
+)sql",
+};
+
+// Agent-supplied strings are bounded by the protocol decoders already; these caps keep the
+// database bounded even if a caller forgets.
+constexpr std::size_t kMaxHostname = 253;
+constexpr std::size_t kMaxVersion = 64;
+constexpr std::size_t kMaxOs = 512;
+constexpr std::size_t kMaxAddress = 64;
+constexpr std::size_t kMaxMacs = 64;
+constexpr std::size_t kMaxJson = 512 * 1024;
+
+std::string cap(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return std::string(text);
+  std::size_t end = max;
+  // Do not cut a UTF-8 sequence in half.
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end));
+}
+
+Error db_error(sqlite3* db, std::string_view what) {
+  const int code = sqlite3_errcode(db);
+  const Errc errc = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? Errc::kUnavailable : Errc::kIo;
+  return make_error(errc, "database: " + std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+};
+
+// A prepared statement with chained binds; columns read by index.
+class Statement {
+ public:
+  static Result<Statement> prepare(sqlite3* db, std::string_view sql) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr) !=
+        SQLITE_OK) {
+      return db_error(db, "cannot prepare a statement");
+    }
+    return Statement(db, raw);
+  }
+
+  // Makes the statement ready to run again with new values.
+  void reset() {
+    sqlite3_reset(stmt_.get());
+    sqlite3_clear_bindings(stmt_.get());
+    ok_ = true;
+  }
+
+  Statement& bind(int index, std::string_view text) {
+    if (ok_) {
+      ok_ = sqlite3_bind_text(stmt_.get(), index, text.data(), static_cast<int>(text.size()),
+                              SQLITE_TRANSIENT) == SQLITE_OK;
+    }
+    return *this;
+  }
+  Statement& bind(int index, std::int64_t value) {
+    if (ok_) ok_ = sqlite3_bind_int64(stmt_.get(), index, value) == SQLITE_OK;
+    return *this;
+  }
+  Statement& bind_null(int index) {
+    if (ok_) ok_ = sqlite3_bind_null(stmt_.get(), index) == SQLITE_OK;
+    return *this;
+  }
+
+  // true: a row is available; false: done.
+  Result<bool> step() {
+    if (!ok_) return db_error(db_, "cannot bind a value");
+    const int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return db_error(db_, "statement failed");
+  }
+  Status run() {
+    TETHER_ASSIGN_OR_RETURN(bool row, step());
+    (void)row;
+    return {};
+  }
+
+  [[nodiscard]] std::string text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_.get(), col);
+    if (p == nullptr) return {};
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<std::size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+  }
+  [[nodiscard]] std::int64_t integer(int col) const {
+    return sqlite3_column_int64(stmt_.get(), col);
+  }
+  [[nodiscard]] bool is_null(int col) const {
+    return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
+  }
+
+ private:
+  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt_;
+  bool ok_ = true;
+};
+
+// BEGIN IMMEDIATE takes the write lock up front, so that two connections racing for the same
+// row serialise here (waiting up to the busy timeout) instead of failing at COMMIT.
+class Transaction {
+ public:
+  static Result<Transaction> begin(sqlite3* db) {
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return db_error(db, "cannot begin a transaction");
+    }
+    return Transaction(db);
+  }
+  Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+  Transaction& operator=(Transaction&&) = delete;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    if (db_ != nullptr) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Status commit() {
+    sqlite3* db = std::exchange(db_, nullptr);
+    if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      Error e = db_error(db, "cannot commit");
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+      return e;
+    }
+    return {};
+  }
+
+ private:
+  explicit Transaction(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+};
+
+constexpr const char* kDeviceColumns =
+    "id, name, hostname, agent_version, os, macs, address, first_seen, last_seen, cert_serial, "
+    "cert_expires, revoked, deleted, online_key, inventory, status";
+
+std::string macs_to_json(const std::vector<std::string>& macs) {
+  nlohmann::json arr = nlohmann::json::array();
+  for (std::size_t i = 0; i < macs.size() && i < kMaxMacs; ++i) arr.push_back(cap(macs[i], 17));
+  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<std::string> macs_from_json(const std::string& text) {
+  std::vector<std::string> out;
+  const auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_array()) return out;
+  for (const auto& item : doc) {
+    if (item.is_string()) out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+DeviceRecord read_device(const Statement& s) {
+  DeviceRecord d;
+  d.id = s.text(0);
+  d.name = s.text(1);
+  d.hostname = s.text(2);
+  d.agent_version = s.text(3);
+  d.os = s.text(4);
+  d.macs = macs_from_json(s.text(5));
+  d.address = s.text(6);
+  d.first_seen = s.integer(7);
+  d.last_seen = s.integer(8);
+  d.cert_serial = s.text(9);
+  d.cert_expires = s.integer(10);
+  d.revoked = s.integer(11) != 0;
+  d.deleted = s.integer(12) != 0;
+  d.online_key = s.text(13);
+  d.inventory_json = s.text(14);
+  d.status_json = s.text(15);
+  return d;
+}
+
+}  // namespace
+
+void SqliteStore::DbCloser::operator()(sqlite3* db) const noexcept {
+  sqlite3_close_v2(db);
+}
+
+SqliteStore::SqliteStore(DbPtr db, std::string path) : db_(std::move(db)), path_(std::move(path)) {}
+SqliteStore::~SqliteStore() = default;
+
+int SqliteStore::latest_schema_version() {
+  return static_cast<int>(std::size(kMigrations));
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) {
+  // Create the file ourselves so that it (and the -wal/-shm files SQLite derives from its
+  // mode) is private from the start: it holds online keys and token hashes.
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) {
+      return make_error(Errc::kIo, "cannot open database " + path + ": " + std::strerror(errno));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) == 0 && (st.st_mode & 077) != 0) {
+      if (::fchmod(fd.get(), 0600) != 0) {
+        return make_error(Errc::kIo, "cannot chmod " + path + ": " + std::strerror(errno));
+      }
+    }
+  }
+  sqlite3* raw = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    return make_error(Errc::kIo, "cannot open database " + path + ": " +
+                                     (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(db.get(), 0);
+  sqlite3_busy_timeout(db.get(), 5000);
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db), path));
+  // Enrollment writes must survive a power cut (a lost "used" mark would let a token be
+  // redeemed twice); heartbeats are batched, so FULL costs little.
+  TETHER_TRY(
+      store->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                  "PRAGMA foreign_keys=ON;"));
+  auto migrated = store->migrate();
+  if (!migrated.ok()) return migrated.error().context(path);
+  return store;
+}
+
+Status SqliteStore::exec(std::string_view sql) {
+  const std::string text(sql);
+  char* message = nullptr;
+  if (sqlite3_exec(db_.get(), text.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string detail = message ? message : "unknown error";
+    sqlite3_free(message);
+    return make_error(Errc::kIo, "database: " + detail);
+  }
+  return {};
+}
+
+Result<int> SqliteStore::schema_version() {
+  TETHER_ASSIGN_OR_RETURN(auto stmt, Statement::prepare(db_.get(), "PRAGMA user_version"));
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  return row ? static_cast<int>(stmt.integer(0)) : 0;
+}
+
+Status SqliteStore::migrate() {
+  TETHER_ASSIGN_OR_RETURN(int version, schema_version());
+  const int latest = latest_schema_version();
+  if (version > latest) {
+    return make_error(Errc::kConflict, "the database has schema version " +
+                                           std::to_string(version) + ", newer than this server's " +
+                                           std::to_string(latest) + "; upgrade tether-server");
+  }
+  for (int v = version; v < latest; ++v) {
+    TETHER_ASSIGN_OR_RETURN(auto tx, Transaction::begin(db_.get()));
+    auto applied = exec(kMigrations[v]);
+    if (!applied.ok())
+      return applied.error().context("migration to version " + std::to_string(v + 1));
+    TETHER_TRY(exec("PRAGMA user_version = " + std::to_string(v + 1)));
+    TETHER_TRY(tx.commit());
+  }
+  return {};
+}
+
+Result<std::optional<DeviceRecord>> SqliteStore::find_device(const std::string& id) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(), std::string("SELECT ") + kDeviceColumns +
+                                                            " FROM devices WHERE id = ?1"));
+  stmt.bind(1, id);
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  if (!row) return std::optional<DeviceRecord>{};
+  return std::optional<DeviceRecord>(read_device(stmt));
+}
+
+Result<std::vector<DeviceRecord>> SqliteStore::list_devices() {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(), std::string("SELECT ") + kDeviceColumns +
+                                                   " FROM devices WHERE deleted = 0 ORDER BY id"));
+  std::vector<DeviceRecord> out;
+  while (true) {
+    TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+    if (!row) break;
+    out.push_back(read_device(stmt));
+  }
+  return out;
+}
+
+Result<EnrollOutcome> SqliteStore::redeem_token_and_enroll(const std::string& token_id,
+                                                           std::int64_t now,
+                                                           const EnrolledDevice& device) {
+  TETHER_ASSIGN_OR_RETURN(auto tx, Transaction::begin(db_.get()));
+  {
+    TETHER_ASSIGN_OR_RETURN(
+        auto use, Statement::prepare(db_.get(),
+                                     "UPDATE enrollment_tokens SET used_at = ?1, used_by = ?2 "
+                                     "WHERE id = ?3 AND used_at IS NULL AND expires_at > ?1"));
+    use.bind(1, now).bind(2, device.id).bind(3, token_id);
+    TETHER_TRY(use.run());
+    if (sqlite3_changes(db_.get()) != 1) return EnrollOutcome::kTokenNotRedeemable;
+  }
+  {
+    TETHER_ASSIGN_OR_RETURN(
+        auto upsert,
+        Statement::prepare(
+            db_.get(),
+            "INSERT INTO devices (id, hostname, macs, address, first_seen, last_seen, "
+            "cert_serial, cert_expires, online_key) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8) "
+            "ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, macs = excluded.macs, "
+            "address = excluded.address, last_seen = excluded.last_seen, "
+            "cert_serial = excluded.cert_serial, cert_expires = excluded.cert_expires "
+            "WHERE devices.revoked = 0"));
+    upsert.bind(1, device.id)
+        .bind(2, cap(device.hostname, kMaxHostname))
+        .bind(3, macs_to_json(device.macs))
+        .bind(4, cap(device.address, kMaxAddress))
+        .bind(5, now)
+        .bind(6, device.cert_serial)
+        .bind(7, device.cert_expires)
+        .bind(8, device.new_online_key);
+    TETHER_TRY(upsert.run());
+    if (sqlite3_changes(db_.get()) != 1) return EnrollOutcome::kDeviceRevoked;
+  }
+  TETHER_TRY(tx.commit());
+  return EnrollOutcome::kEnrolled;
+}
+
+Status SqliteStore::record_hello(const DeviceHelloRecord& hello) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(),
+                                    "UPDATE devices SET hostname = ?1, agent_version = ?2, "
+                                    "os = ?3, address = ?4, last_seen = max(last_seen, ?5) "
+                                    "WHERE id = ?6"));
+  stmt.bind(1, cap(hello.hostname, kMaxHostname))
+      .bind(2, cap(hello.agent_version, kMaxVersion))
+      .bind(3, cap(hello.os, kMaxOs))
+      .bind(4, cap(hello.address, kMaxAddress))
+      .bind(5, hello.seen_at)
+      .bind(6, hello.id);
+  return stmt.run();
+}
+
+Status SqliteStore::update_certificate(const std::string& id, const std::string& serial,
+                                       std::int64_t expires) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt, Statement::prepare(db_.get(),
+                                                        "UPDATE devices SET cert_serial = ?1, "
+                                                        "cert_expires = ?2 WHERE id = ?3"));
+  stmt.bind(1, cap(serial, 64)).bind(2, expires).bind(3, id);
+  return stmt.run();
+}
+
+Status SqliteStore::update_inventory(const std::string& id, const std::string& inventory_json) {
+  if (inventory_json.size() > kMaxJson) {
+    return make_error(Errc::kTooLarge, "inventory too large to store");
+  }
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(), "UPDATE devices SET inventory = ?1 WHERE id = ?2"));
+  stmt.bind(1, inventory_json).bind(2, id);
+  return stmt.run();
+}
+
+Status SqliteStore::record_activity(const std::vector<DeviceActivity>& batch) {
+  if (batch.empty()) return {};
+  TETHER_ASSIGN_OR_RETURN(auto tx, Transaction::begin(db_.get()));
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(),
+                                    "UPDATE devices SET last_seen = max(last_seen, ?1), "
+                                    "address = coalesce(nullif(?2, ''), address), "
+                                    "status = coalesce(nullif(?3, ''), status) WHERE id = ?4"));
+  for (const auto& a : batch) {
+    stmt.reset();
+    stmt.bind(1, a.last_seen)
+        .bind(2, cap(a.address, kMaxAddress))
+        .bind(3, a.status_json.size() > kMaxJson ? std::string() : a.status_json)
+        .bind(4, a.id);
+    TETHER_TRY(stmt.run());
+  }
+  return tx.commit();
+}
+
+Result<bool> SqliteStore::revoke_device(const std::string& id, bool also_delete) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(),
+                         "UPDATE devices SET revoked = 1, "
+                         "deleted = CASE WHEN ?1 THEN 1 ELSE deleted END WHERE id = ?2"));
+  stmt.bind(1, std::int64_t{also_delete ? 1 : 0}).bind(2, id);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
+}
+
+Status SqliteStore::insert_enrollment_token(const EnrollmentTokenRecord& token) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(),
+                                    "INSERT INTO enrollment_tokens (id, secret_sha256, "
+                                    "created_at, expires_at, mac) VALUES (?1, ?2, ?3, ?4, ?5)"));
+  stmt.bind(1, token.id)
+      .bind(2, token.secret_sha256)
+      .bind(3, token.created_at)
+      .bind(4, token.expires_at);
+  if (token.mac.empty()) {
+    stmt.bind_null(5);
+  } else {
+    stmt.bind(5, token.mac);
+  }
+  return stmt.run();
+}
+
+Result<std::optional<EnrollmentTokenRecord>> SqliteStore::find_enrollment_token(
+    const std::string& secret_sha256) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(),
+                         "SELECT id, secret_sha256, created_at, expires_at, used_at, "
+                         "used_by, mac FROM enrollment_tokens WHERE secret_sha256 = ?1"));
+  stmt.bind(1, secret_sha256);
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  if (!row) return std::optional<EnrollmentTokenRecord>{};
+  EnrollmentTokenRecord t;
+  t.id = stmt.text(0);
+  t.secret_sha256 = stmt.text(1);
+  t.created_at = stmt.integer(2);
+  t.expires_at = stmt.integer(3);
+  if (!stmt.is_null(4)) t.used_at = stmt.integer(4);
+  t.used_by = stmt.text(5);
+  t.mac = stmt.text(6);
+  return std::optional<EnrollmentTokenRecord>(std::move(t));
+}
+
+Result<int> SqliteStore::purge_enrollment_tokens(std::int64_t before) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(), "DELETE FROM enrollment_tokens WHERE expires_at < ?1"));
+  stmt.bind(1, before);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get());
+}
+
+}  // namespace tether::server

@@ -1,0 +1,108 @@
+// The server's persistent registry behind one interface, so that the SQL stays in one
+// backend class (SqliteStore now; PostgreSQL later). Callers never see SQL or handles.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/Result.h"
+
+namespace tether::server {
+
+struct DeviceRecord {
+  std::string id;    // SHA-256 of the device key's SPKI, 64 hex digits
+  std::string name;  // given by an admin; empty until then
+  std::string hostname;
+  std::string agent_version;
+  std::string os;
+  std::vector<std::string> macs;
+  std::string address;  // remote address of the last channel (or of enrollment)
+  std::int64_t first_seen = 0;
+  std::int64_t last_seen = 0;
+  std::string cert_serial;
+  std::int64_t cert_expires = 0;
+  bool revoked = false;
+  bool deleted = false;
+  std::string online_key;      // 64 hex digits, made once per device
+  std::string inventory_json;  // "" when none yet
+  std::string status_json;     // "" when none yet
+};
+
+struct EnrollmentTokenRecord {
+  std::string id;
+  std::string secret_sha256;  // hex
+  std::int64_t created_at = 0;
+  std::int64_t expires_at = 0;
+  std::optional<std::int64_t> used_at;
+  std::string used_by;  // device id
+  std::string mac;      // "" when not bound to a MAC
+};
+
+// What enrollment writes about a device (new or re-enrolling).
+struct EnrolledDevice {
+  std::string id;
+  std::string hostname;
+  std::vector<std::string> macs;
+  std::string address;
+  std::string cert_serial;
+  std::int64_t cert_expires = 0;
+  std::string new_online_key;  // used only when the device is new
+};
+
+enum class EnrollOutcome {
+  kEnrolled,
+  kTokenNotRedeemable,  // used (or expired) meanwhile: another redemption won
+  kDeviceRevoked,
+};
+
+// What hello tells about a device.
+struct DeviceHelloRecord {
+  std::string id;
+  std::string hostname;
+  std::string agent_version;
+  std::string os;
+  std::string address;
+  std::int64_t seen_at = 0;
+};
+
+// Activity kept in memory and written in batches (last seen, latest status).
+struct DeviceActivity {
+  std::string id;
+  std::int64_t last_seen = 0;
+  std::string address;
+  std::string status_json;  // "" leaves the stored status as it is
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // A device by id, including revoked and deleted ones (their keys stay refused).
+  [[nodiscard]] virtual Result<std::optional<DeviceRecord>> find_device(const std::string& id) = 0;
+  // Every device that is not deleted, ordered by id.
+  [[nodiscard]] virtual Result<std::vector<DeviceRecord>> list_devices() = 0;
+
+  // In one transaction: marks the token used by the device (only if it is unused and not
+  // expired at `now`) and inserts or updates the device (only if it is not revoked).
+  [[nodiscard]] virtual Result<EnrollOutcome> redeem_token_and_enroll(
+      const std::string& token_id, std::int64_t now, const EnrolledDevice& device) = 0;
+  [[nodiscard]] virtual Status record_hello(const DeviceHelloRecord& hello) = 0;
+  [[nodiscard]] virtual Status update_certificate(const std::string& id, const std::string& serial,
+                                                  std::int64_t expires) = 0;
+  [[nodiscard]] virtual Status update_inventory(const std::string& id,
+                                                const std::string& inventory_json) = 0;
+  // Writes a batch in one transaction.
+  [[nodiscard]] virtual Status record_activity(const std::vector<DeviceActivity>& batch) = 0;
+  // Marks a device revoked (and deleted when `also_delete`); false when there is no such device.
+  [[nodiscard]] virtual Result<bool> revoke_device(const std::string& id, bool also_delete) = 0;
+
+  [[nodiscard]] virtual Status insert_enrollment_token(const EnrollmentTokenRecord& token) = 0;
+  [[nodiscard]] virtual Result<std::optional<EnrollmentTokenRecord>> find_enrollment_token(
+      const std::string& secret_sha256) = 0;
+  // Forgets tokens that expired before `before` (used or not); returns how many.
+  [[nodiscard]] virtual Result<int> purge_enrollment_tokens(std::int64_t before) = 0;
+};
+
+}  // namespace tether::server

@@ -90,8 +90,9 @@ Status build_certificate(X509* cert, EVP_PKEY* subject_key, const CertificateReq
   // 16 random bytes, top bit cleared: a positive serial that is unique without bookkeeping.
   unsigned char serial_bytes[16];
   if (RAND_bytes(serial_bytes, sizeof serial_bytes) != 1) return crypto_error("no randomness");
-  serial_bytes[0] &= 0x7f;
-  serial_bytes[0] |= 0x01;
+  // Top bits 01: positive (DER integers are signed) and always 16 significant bytes, so the
+  // serial never prints with a leading zero or shrinks.
+  serial_bytes[0] = static_cast<unsigned char>((serial_bytes[0] & 0x3f) | 0x40);
   BIGNUM* bn = BN_bin2bn(serial_bytes, sizeof serial_bytes, nullptr);
   ASN1_INTEGER* serial = bn ? BN_to_ASN1_INTEGER(bn, nullptr) : nullptr;
   BN_free(bn);

@@ -9,6 +9,7 @@
 
 #include "agent/AgentConfig.h"
 #include "agent/AgentDaemon.h"
+#include "agent/AgentSettings.h"
 #include "agent/DeviceIdentity.h"
 #include "agent/Enroller.h"
 #include "agent/StatusFile.h"
@@ -265,13 +266,18 @@ int agent_main(int argc, const char* const* argv) {
     return 2;
   }
 
-  ConfigSources sources;
-  sources.main_file = args->value("config").value_or(kDefaultConfigFile);
-  sources.main_file_required = args->has("config");
-  sources.overrides = args->values("set");
-  auto config = Config::load(agent_config_schema(), sources);
+  ConfigLocation location;
+  location.main_file = args->value("config").value_or(kDefaultConfigFile);
+  location.main_file_required = args->has("config");
+  location.overrides = args->values("set");
+  auto config = load_agent_config(location);
   if (!config.ok()) {
     std::cerr << "tether-agent: " << config.error().message << "\n";
+    // Reading the state does not need a valid configuration: say so and go on.
+    if (command == "status" || command == "cert-info") {
+      const StatePaths paths(args->value("state-dir").value_or(kDefaultStateDir));
+      return command == "status" ? cmd_status(paths, *args) : cmd_cert_info(paths);
+    }
     return 1;
   }
   log::Level level = log::Level::kInfo;
@@ -282,7 +288,7 @@ int agent_main(int argc, const char* const* argv) {
   if (command == "status") return cmd_status(paths, *args);
   if (command == "cert-info") return cmd_cert_info(paths);
   route_lws_logging(level == log::Level::kDebug);
-  AgentDaemon daemon(std::move(config).value(), paths);
+  AgentDaemon daemon(location, std::move(config).value(), paths);
   return daemon.run();
 }
 

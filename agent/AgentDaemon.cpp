@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 
 #include "common/FileIo.h"
 #include "common/Log.h"
@@ -16,11 +17,14 @@ namespace {
 
 std::atomic<bool> g_terminate{false};
 std::atomic<bool> g_reload{false};
+std::atomic<bool> g_stall{false};
 std::atomic<lws_context*> g_context{nullptr};
 
 extern "C" void on_signal(int sig) {
   if (sig == SIGHUP) {
     g_reload = true;
+  } else if (sig == SIGUSR1) {
+    g_stall = true;
   } else {
     g_terminate = true;
   }
@@ -29,16 +33,108 @@ extern "C" void on_signal(int sig) {
 
 constexpr auto kEnrollmentPoll = std::chrono::seconds(30);
 
-lws_protocols client_protocols[] = {
-    {"tether-agent-control", &AgentDaemon::control_callback, 0, 0, 0, nullptr, 0},
-    {protocol::kUpSubprotocol, &UpConnection::callback, 0, 0, 0, nullptr, 0},
-    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+// The agent's lws protocols: control (signals), UP client connections, and fd watchers.
+lws_protocols* agent_protocols() {
+  static lws_protocols table[] = {
+      {"tether-agent-control", &AgentDaemon::control_callback, 0, 0, 0, nullptr, 0},
+      {protocol::kUpSubprotocol, &UpConnection::callback, 0, 0, 0, nullptr, 0},
+      lws_fd_watcher_protocol(),
+      {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+  };
+  return table;
+}
+
+// A test hook, inert unless the environment asks for it: SIGUSR1 then blocks the event
+// loop for the given number of seconds, so a test can see the watchdog pings stop.
+int stall_seconds() {
+  const char* v = std::getenv("TETHER_TEST_STALL_ON_SIGUSR1");
+  return v != nullptr ? std::atoi(v) : 0;
+}
+
+}  // namespace
+
+AgentDaemon::AgentDaemon(ConfigLocation location, Config config, StatePaths paths)
+    : location_(std::move(location)), config_(std::move(config)), paths_(std::move(paths)) {}
+
+namespace {
+
+// The settings that shape the UP channel: a change to any of them restarts it.
+constexpr const char* kChannelKeys[] = {
+    "server.url",
+    "connection.backoff_base",
+    "connection.backoff_cap",
+    "connection.restart_spread",
+    "connection.ping_interval",
+    "connection.connect_timeout",
 };
 
 }  // namespace
 
-AgentDaemon::AgentDaemon(Config config, StatePaths paths)
-    : config_(std::move(config)), paths_(std::move(paths)) {}
+void AgentDaemon::reload_config() {
+  auto next = load_agent_config(location_);
+  if (!next.ok()) {
+    log::error("configuration not reloaded, keeping the old one: " + next.error().message);
+    return;
+  }
+  apply_config(std::move(next).value());
+}
+
+void AgentDaemon::apply_config(Config next) {
+  bool channel_changed = false;
+  for (const char* key : kChannelKeys) {
+    if (next.string(key) != config_.string(key)) channel_changed = true;
+  }
+  log::Level level = log::Level::kInfo;
+  if (log::parse_level(next.string("log.level"), level)) log::set_level(level);
+  config_ = std::move(next);
+  if (channel_changed && client_) {
+    log::info("connection settings changed: restarting the channel");
+    load_enrollment_and_connect(/*restart_channel=*/true);
+  }
+}
+
+void AgentDaemon::run_command(const protocol::Command& command, CommandDone done) {
+  switch (command.name) {
+    case protocol::CommandName::kGetSettings: done(describe_settings(location_, config_)); return;
+    case protocol::CommandName::kRefreshInventory: done(nlohmann::json::object()); return;
+    case protocol::CommandName::kReboot:
+    case protocol::CommandName::kPowerOff: {
+      const bool reboot = command.name == protocol::CommandName::kReboot;
+      const char* action = reboot ? "reboot" : "poweroff";
+      auto on_done = [done, action](Status status) {
+        if (!status.ok()) {
+          done(status.error());
+          return;
+        }
+        log::notice(std::string("logind accepted ") + action);
+        done(nlohmann::json{{"action", action}});
+      };
+      if (reboot) {
+        logind_->reboot(std::move(on_done));
+      } else {
+        logind_->power_off(std::move(on_done));
+      }
+      return;
+    }
+  }
+  done(make_error(Errc::kUnknownType, "unknown command"));
+}
+
+Result<nlohmann::json> AgentDaemon::apply_settings(const protocol::Settings& settings) {
+  TETHER_ASSIGN_OR_RETURN(SettingsChange change,
+                          apply_server_settings(location_, config_, settings.values));
+  nlohmann::json changed = nlohmann::json::object();
+  std::string summary;
+  for (const auto& [key, values] : change.changed) {
+    changed[key] = {{"old", values.first}, {"new", values.second}};
+    summary += (summary.empty() ? "" : ", ") + key + "=" + values.second;
+  }
+  log::info(change.changed.empty() ? std::string("settings from the server: nothing changed")
+                                   : "settings from the server applied: " + summary);
+  apply_config(std::move(change.config));
+  return nlohmann::json{{"changed", changed},
+                        {"values", describe_settings(location_, config_)["values"]}};
+}
 
 AgentDaemon::~AgentDaemon() {
   // Order: the session and client hold timers and a wsi on the context; the TLS context
@@ -47,6 +143,9 @@ AgentDaemon::~AgentDaemon() {
   client_.reset();
   enrollment_poll_.reset();
   stop_deadline_.reset();
+  watchdog_.reset();
+  inventory_.reset();
+  logind_.reset();
   g_context = nullptr;
   context_.reset();
   tls_.reset();
@@ -74,12 +173,21 @@ Status AgentDaemon::create_loop() {
 }
 
 void AgentDaemon::handle_signals() {
+  if (g_stall.exchange(false)) {
+    const int seconds = stall_seconds();
+    log::warning("test hook: stalling the event loop for " + std::to_string(seconds) + " s");
+    ::sleep(static_cast<unsigned>(seconds));
+  }
   if (g_reload.exchange(false) && !stopping_) {
     log::info("reloading (SIGHUP)");
+    (void)notifier_.reloading();
+    reload_config();
     load_enrollment_and_connect();
+    (void)notifier_.ready();
   }
   if (g_terminate.load() && !stopping_) {
     stopping_ = true;
+    (void)notifier_.stopping();
     log::info("stopping");
     // A peer that does not answer our close must not hold up the exit.
     stop_deadline_->schedule(std::chrono::seconds(3));
@@ -97,6 +205,11 @@ void AgentDaemon::finish() {
   lws_cancel_service(context_.get());
 }
 
+std::optional<protocol::Inventory> AgentDaemon::inventory() {
+  if (!inventory_) return std::nullopt;
+  return inventory_->collect();
+}
+
 void AgentDaemon::publish(const ChannelStatus& status) {
   AgentStatus s;
   s.pid = static_cast<int>(::getpid());
@@ -105,12 +218,24 @@ void AgentDaemon::publish(const ChannelStatus& status) {
   if (session_ && session_->next_renewal()) s.next_renewal = *session_->next_renewal();
   auto written = write_status_file(paths_, s);
   if (!written.ok()) log::warning("cannot write the status file: " + written.error().message);
-  if (status.state == ChannelState::kWaiting && !status.last_error.empty()) {
-    const auto wait = status.next_attempt - std::time(nullptr);
-    log::info("waiting " + std::to_string(std::max<std::int64_t>(0, wait)) +
-              " s before reconnecting to " + status.endpoint +
-              (status.last_error.empty() ? "" : " (" + status.last_error + ")"));
+  std::string line;
+  switch (status.state) {
+    case ChannelState::kConnected: line = "connected to " + status.endpoint; break;
+    case ChannelState::kConnecting: line = "connecting to " + status.endpoint; break;
+    case ChannelState::kStopped:
+      line = enrollment_ ? "stopped" : "not enrolled; waiting for tether-agent register";
+      break;
+    case ChannelState::kWaiting: {
+      const auto wait = std::max<std::int64_t>(0, status.next_attempt - std::time(nullptr));
+      line = "waiting " + std::to_string(wait) + " s before reconnecting to " + status.endpoint;
+      if (!status.last_error.empty()) {
+        log::info(line + " (" + status.last_error + ")");
+        line += " (" + status.last_error + ")";
+      }
+      break;
+    }
   }
+  (void)notifier_.status(line);
   if (status.state == ChannelState::kStopped && stopping_) finish();
 }
 
@@ -135,7 +260,7 @@ void AgentDaemon::on_hello_ack(const protocol::HelloAck& ack) {
   device_name_ = ack.device_name;
 }
 
-void AgentDaemon::load_enrollment_and_connect() {
+void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
   auto identity = DeviceIdentity::load_or_create(paths_);
   if (!identity.ok()) {
     log::error(identity.error().message);
@@ -170,7 +295,7 @@ void AgentDaemon::load_enrollment_and_connect() {
   }
 
   const bool same_identity =
-      identity_ && client_ && identity_->device_id() == identity->device_id();
+      !restart_channel && identity_ && client_ && identity_->device_id() == identity->device_id();
   identity_ = std::move(identity).value();
   enrollment_ = std::move(enrollment).value();
   trust_ = std::move(trust).value();
@@ -203,7 +328,7 @@ void AgentDaemon::load_enrollment_and_connect() {
   vinfo.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   vinfo.port = CONTEXT_PORT_NO_LISTEN;
   vinfo.vhost_name = "up-client";
-  vinfo.protocols = client_protocols;
+  vinfo.protocols = agent_protocols();
   vinfo.provided_client_ssl_ctx = tls_->get();
   client_vhost_ = lws_create_vhost(context_.get(), &vinfo);
   if (client_vhost_ == nullptr) {
@@ -238,12 +363,13 @@ int AgentDaemon::run() {
     log::error(loop.error().message);
     return 1;
   }
-  // The control protocol needs a vhost to receive EVENT_WAIT_CANCELLED.
+  // The control vhost receives EVENT_WAIT_CANCELLED (signals) and hosts the fd watchers.
   lws_context_creation_info cinfo{};
   cinfo.port = CONTEXT_PORT_NO_LISTEN;
   cinfo.vhost_name = "control";
-  cinfo.protocols = client_protocols;
-  if (lws_create_vhost(context_.get(), &cinfo) == nullptr) {
+  cinfo.protocols = agent_protocols();
+  lws_vhost* control = lws_create_vhost(context_.get(), &cinfo);
+  if (control == nullptr) {
     log::error("cannot create the control vhost");
     return 1;
   }
@@ -258,6 +384,7 @@ int AgentDaemon::run() {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
+  if (stall_seconds() > 0) sigaction(SIGUSR1, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   auto identity = DeviceIdentity::load_or_create(paths_);
@@ -267,7 +394,32 @@ int AgentDaemon::run() {
   }
   log::info(std::string("tether-agent ") + kVersion + " starting, device " + identity->device_id() +
             ", state in " + paths_.dir);
+  logind_ = std::make_unique<LogindBridge>(context_.get(), control);
+  if (!logind_->connected()) {
+    log::notice("logind is not reachable (" + logind_->connect_error() +
+                "): reboot and poweroff will fail");
+  }
+  inventory_ = std::make_unique<InventoryMonitor>(
+      control,
+      [this] {
+        if (client_) client_->network_changed();
+      },
+      [this] {
+        if (session_) session_->inventory_changed();
+      });
   load_enrollment_and_connect();
+
+  // Ready once the identity is loaded and the loop runs; the watchdog is fed from the loop
+  // itself, so a stalled loop stops feeding it.
+  (void)notifier_.ready();
+  if (auto interval = notifier_.watchdog_interval()) {
+    watchdog_ = std::make_unique<LwsTimer>(context_.get(), [this, interval] {
+      (void)notifier_.watchdog();
+      watchdog_->schedule(*interval);
+    });
+    (void)notifier_.watchdog();
+    watchdog_->schedule(*interval);
+  }
 
   while (!done_) {
     if (lws_service(context_.get(), 0) < 0) break;

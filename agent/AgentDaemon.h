@@ -10,18 +10,22 @@
 
 #include "agent/AgentConfig.h"
 #include "agent/AgentSession.h"
+#include "agent/AgentSettings.h"
 #include "agent/DeviceIdentity.h"
+#include "agent/InventoryMonitor.h"
+#include "agent/LogindBridge.h"
 #include "agent/StatusFile.h"
 #include "agent/UpClient.h"
 #include "agent/UpTlsContext.h"
 #include "common/Config.h"
 #include "common/LwsLoop.h"
+#include "platform/SystemdNotifier.h"
 
 namespace tether::agent {
 
 class AgentDaemon final : public SessionHost {
  public:
-  AgentDaemon(Config config, StatePaths paths);
+  AgentDaemon(ConfigLocation location, Config config, StatePaths paths);
   ~AgentDaemon() override;
 
   // Runs until SIGTERM/SIGINT; returns the process exit code.
@@ -36,6 +40,9 @@ class AgentDaemon final : public SessionHost {
   [[nodiscard]] Status set_trusted_cas(std::vector<std::string> fingerprints) override;
   [[nodiscard]] std::string channel_ca() const override;
   void on_hello_ack(const protocol::HelloAck& ack) override;
+  void run_command(const protocol::Command& command, CommandDone done) override;
+  [[nodiscard]] Result<nlohmann::json> apply_settings(const protocol::Settings& settings) override;
+  [[nodiscard]] std::optional<protocol::Inventory> inventory() override;
   void on_session_changed() override {
     if (client_) publish(client_->status());
   }
@@ -45,12 +52,18 @@ class AgentDaemon final : public SessionHost {
 
  private:
   [[nodiscard]] Status create_loop();
-  // (Re)reads identity, enrollment and trust; starts or restarts the channel as needed.
-  void load_enrollment_and_connect();
+  // (Re)reads identity, enrollment and trust; starts or restarts the channel as needed
+  // (always restarts it with `restart_channel`).
+  void load_enrollment_and_connect(bool restart_channel = false);
+  // Re-reads the configuration files (SIGHUP); keeps the old configuration on errors.
+  void reload_config();
+  // Puts a new configuration in force; restarts the channel only if its settings changed.
+  void apply_config(Config next);
   void handle_signals();
   void publish(const ChannelStatus& status);
   void finish();
 
+  ConfigLocation location_;
   Config config_;
   StatePaths paths_;
   LwsContextPtr context_;
@@ -63,6 +76,10 @@ class AgentDaemon final : public SessionHost {
   std::unique_ptr<AgentSession> session_;
   std::unique_ptr<LwsTimer> enrollment_poll_;
   std::unique_ptr<LwsTimer> stop_deadline_;
+  std::unique_ptr<LwsTimer> watchdog_;
+  std::unique_ptr<LogindBridge> logind_;
+  std::unique_ptr<InventoryMonitor> inventory_;
+  platform::SystemdNotifier notifier_;
   std::string device_name_;
   std::string endpoint_;
   bool stopping_ = false;

@@ -27,6 +27,7 @@ AgentSession::AgentSession(lws_context* ctx, UpClient& client, SessionHost& host
       status_timer_(ctx, [this] { send_status(); }),
       renewal_timer_(ctx, [this] { renew_certificate_now(); }),
       expiry_timer_(ctx, [this] { expire_requests(); }),
+      inventory_timer_(ctx, [this] { send_inventory(); }),
       rng_(std::random_device{}()) {}
 
 void AgentSession::send(const protocol::Envelope& env) {
@@ -48,6 +49,7 @@ void AgentSession::send_request(const protocol::UpBody& body, Pending kind) {
 }
 
 void AgentSession::on_channel_open() {
+  ++epoch_;
   protocol::Hello hello;
   hello.device_id = host_.device_id();
   hello.agent_version = kVersion;
@@ -62,6 +64,8 @@ void AgentSession::on_channel_closed() {
   renewal_timer_.cancel();
   expiry_timer_.cancel();
   (void)pending_.drain();
+  ++epoch_;
+  inventory_timer_.cancel();
   renewing_ = false;
   next_renewal_.reset();
 }
@@ -104,6 +108,31 @@ void AgentSession::handle_request(const protocol::Envelope& env, const protocol:
     send(handle_trust_update(env.id, *trust));
     return;
   }
+  if (const auto* command = std::get_if<protocol::Command>(&body)) {
+    std::weak_ptr<AgentSession*> weak = self_;
+    const std::uint64_t epoch = epoch_;
+    const std::string id = env.id;
+    const std::string name(protocol::command_name(command->name));
+    log::info("command from the server: " + name);
+    if (command->name == protocol::CommandName::kRefreshInventory) inventory_changed();
+    host_.run_command(*command, [weak, epoch, id, name](Result<nlohmann::json> result) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (!result.ok()) log::warning("command " + name + " failed: " + result.error().message);
+      (*self)->reply_later(epoch, id, std::move(result));
+    });
+    return;
+  }
+  if (const auto* settings = std::get_if<protocol::Settings>(&body)) {
+    auto applied = host_.apply_settings(*settings);
+    if (!applied.ok()) {
+      log::warning(applied.error().message);
+      send(protocol::make_error_result(env.id, applied.error()));
+    } else {
+      send(protocol::make_ok_result(env.id, *applied));
+    }
+    return;
+  }
   // Every request gets an answer, so the server never waits out a timeout on us.
   if (env.type == "status" || env.type == "inventory" || env.type == "event" ||
       env.type == "shadow_stop") {
@@ -132,7 +161,28 @@ void AgentSession::on_hello_result(const protocol::ResultBody& result) {
   client_.mark_ready();
   log::info("connected to " + client_.status().endpoint + " as device " + host_.device_id());
   send_status();
+  send_inventory();
   schedule_renewal();
+}
+
+void AgentSession::reply_later(std::uint64_t epoch, const std::string& id,
+                               Result<nlohmann::json> result) {
+  if (epoch != epoch_ || !client_.ready()) return;
+  send(result.ok() ? protocol::make_ok_result(id, *result)
+                   : protocol::make_error_result(id, result.error()));
+}
+
+void AgentSession::inventory_changed() {
+  if (inventory_timer_.pending()) return;
+  inventory_timer_.schedule(
+      std::chrono::duration_cast<std::chrono::microseconds>(options_.inventory_debounce));
+}
+
+void AgentSession::send_inventory() {
+  if (!client_.ready()) return;
+  auto inv = host_.inventory();
+  if (!inv) return;
+  send(protocol::make_message("d-inventory", *inv));
 }
 
 void AgentSession::send_status() {

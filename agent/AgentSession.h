@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -36,11 +38,27 @@ class SessionHost {
   virtual void on_hello_ack(const protocol::HelloAck& ack) = 0;
   // Something `status` shows changed (e.g. the next renewal time).
   virtual void on_session_changed() {}
+
+  using CommandDone = std::function<void(Result<nlohmann::json>)>;
+  // Carries out a command from the server; `done` (called once, maybe later) gets the
+  // result's data or the error to report.
+  virtual void run_command(const protocol::Command& command, CommandDone done) {
+    done(make_error(Errc::kUnknownType, "this agent does not run " +
+                                            std::string(protocol::command_name(command.name))));
+  }
+  // Applies a settings document from the server: the ok data or the refusal.
+  [[nodiscard]] virtual Result<nlohmann::json> apply_settings(const protocol::Settings&) {
+    return make_error(Errc::kUnknownType, "this agent does not take settings");
+  }
+  // The device's inventory, when the host has one to send.
+  [[nodiscard]] virtual std::optional<protocol::Inventory> inventory() { return std::nullopt; }
 };
 
 struct SessionOptions {
   std::chrono::milliseconds request_timeout{20000};
   std::vector<std::string> capabilities = {"cert_renew", "trust_update"};
+  // At most one inventory message per this interval (changes come in bursts).
+  std::chrono::milliseconds inventory_debounce{2000};
 };
 
 class AgentSession final : public ChannelHandler {
@@ -53,6 +71,8 @@ class AgentSession final : public ChannelHandler {
 
   // Renews now (tests and `tether-agent` maintenance); no-op when no channel is ready.
   void renew_certificate_now();
+  // The inventory changed: send it (debounced) once the channel is ready.
+  void inventory_changed();
   [[nodiscard]] std::optional<std::time_t> next_renewal() const noexcept { return next_renewal_; }
 
  private:
@@ -66,6 +86,9 @@ class AgentSession final : public ChannelHandler {
   void on_renew_result(const protocol::ResultBody& result);
   protocol::Envelope handle_trust_update(const std::string& id, const protocol::TrustUpdate& t);
   void send_status();
+  void send_inventory();
+  // Sends a result for request `id` unless the channel it came on has closed since.
+  void reply_later(std::uint64_t epoch, const std::string& id, Result<nlohmann::json> result);
   void schedule_renewal();
   void schedule_expiry();
   void expire_requests();
@@ -80,6 +103,11 @@ class AgentSession final : public ChannelHandler {
   LwsTimer expiry_timer_;
   std::optional<std::time_t> next_renewal_;
   bool renewing_ = false;
+  LwsTimer inventory_timer_;
+  // Counts channels: a reply that completes after its channel closed is dropped.
+  std::uint64_t epoch_ = 0;
+  // Callbacks that may outlive the session (logind calls) hold a weak_ptr to this.
+  std::shared_ptr<AgentSession*> self_ = std::make_shared<AgentSession*>(this);
   std::mt19937_64 rng_;
 };
 

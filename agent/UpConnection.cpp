@@ -162,6 +162,22 @@ int UpConnection::handle(lws* wsi, lws_callback_reasons reason, void* in, std::s
     }
 
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
+      // Queued messages go out before a close: a command's result sent just before the
+      // agent stops (reboot) must reach the server.
+      if (!queue_.empty() && !rx_overflow_) {
+        std::string& front = queue_.front();
+        std::vector<unsigned char> buf(LWS_PRE + front.size());
+        std::memcpy(buf.data() + LWS_PRE, front.data(), front.size());
+        const int n = lws_write(wsi, buf.data() + LWS_PRE, front.size(), LWS_WRITE_TEXT);
+        if (n < static_cast<int>(front.size())) {
+          end_.error = "write failed";
+          return -1;
+        }
+        queued_bytes_ -= front.size();
+        queue_.pop_front();
+        if (!queue_.empty() || pending_close_code_ != 0) lws_callback_on_writable(wsi);
+        return 0;
+      }
       if (pending_close_code_ != 0) {
         lws_close_reason(wsi, static_cast<lws_close_status>(pending_close_code_),
                          reinterpret_cast<unsigned char*>(pending_close_reason_.data()),
@@ -169,18 +185,6 @@ int UpConnection::handle(lws* wsi, lws_callback_reasons reason, void* in, std::s
         end_.error = "closed by this side: " + pending_close_reason_;
         return -1;
       }
-      if (queue_.empty()) return 0;
-      std::string& front = queue_.front();
-      std::vector<unsigned char> buf(LWS_PRE + front.size());
-      std::memcpy(buf.data() + LWS_PRE, front.data(), front.size());
-      const int n = lws_write(wsi, buf.data() + LWS_PRE, front.size(), LWS_WRITE_TEXT);
-      if (n < static_cast<int>(front.size())) {
-        end_.error = "write failed";
-        return -1;
-      }
-      queued_bytes_ -= front.size();
-      queue_.pop_front();
-      if (!queue_.empty()) lws_callback_on_writable(wsi);
       return 0;
     }
 

@@ -279,10 +279,22 @@ Result<Config> Config::load(const ConfigSchema& schema, const ConfigSources& sou
                         "configuration file " + sources.main_file + " does not exist");
     }
     TETHER_ASSIGN_OR_RETURN(auto dropins, conf_d_files(sources.main_file + ".d"));
+    for (const auto& [path, content] : sources.dropin_overrides) {
+      if (!content.empty() && std::find(dropins.begin(), dropins.end(), path) == dropins.end()) {
+        dropins.push_back(path);
+      }
+    }
+    std::sort(dropins.begin(), dropins.end());
     files.insert(files.end(), dropins.begin(), dropins.end());
   }
   for (const auto& file : files) {
-    TETHER_ASSIGN_OR_RETURN(std::string content, read_file(file, kMaxConfigFile));
+    std::string content;
+    if (auto ov = sources.dropin_overrides.find(file); ov != sources.dropin_overrides.end()) {
+      if (ov->second.empty()) continue;
+      content = ov->second;
+    } else {
+      TETHER_ASSIGN_OR_RETURN(content, read_file(file, kMaxConfigFile));
+    }
     TETHER_TRY(config.apply_ini(content, file));
     config.files_.push_back(file);
   }

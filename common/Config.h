@@ -43,6 +43,10 @@ struct ConfigSources {
   std::string main_file;
   bool main_file_required = false;     // true for -c FILE; the default path may be absent
   std::vector<std::string> overrides;  // "section.key=value", from --set
+  // Content to use instead of what is on disk for these drop-in paths (inside the drop-in
+  // directory); an empty string stands for "no such file". Lets a caller see what the
+  // configuration would be with a drop-in changed before it writes the file.
+  std::map<std::string, std::string> dropin_overrides;
 };
 
 class Config {

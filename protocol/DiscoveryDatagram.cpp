@@ -120,6 +120,8 @@ std::string_view datagram_type_name(DatagramType type) noexcept {
     case DatagramType::kOnlineReply: return "online_reply";
     case DatagramType::kRegisterRequest: return "register_request";
     case DatagramType::kRegisterReply: return "register_reply";
+    case DatagramType::kTokenRequest: return "token_request";
+    case DatagramType::kTokenReply: return "token_reply";
   }
   return "unknown";
 }
@@ -192,6 +194,52 @@ Result<std::vector<std::uint8_t>> encode_register_request(const RegisterRequest&
   write_padding(w, req.padding);
   TETHER_TRY(fits("register request", w.size(), kMaxDatagramSize));
   return std::move(w).take();
+}
+
+Result<std::vector<std::uint8_t>> encode_token_request(const TokenRequest& req) {
+  TETHER_TRY(check_len("hostname", req.hostname, kMaxHostname));
+  TETHER_TRY(check_len("unit id", req.unit_id, kMaxUnitId));
+  ByteWriter w;
+  write_header(w, DatagramType::kTokenRequest, req.nonce);
+  w.bytes(req.device_id);
+  w.bytes(req.mac);
+  w.short_string(req.hostname);
+  w.short_string(req.unit_id);
+  w.bytes(req.server_fingerprint);
+  return std::move(w).take();
+}
+
+Result<std::vector<std::uint8_t>> encode_token_reply(const TokenReply& reply) {
+  TETHER_TRY(check_len("token", reply.token, 255));
+  if ((reply.status == TokenStatus::kIssued) == reply.token.empty()) {
+    return make_error(Errc::kInvalidArgument, "a token reply carries a token exactly when issued");
+  }
+  ByteWriter w;
+  write_header(w, DatagramType::kTokenReply, reply.nonce);
+  w.u8(static_cast<std::uint8_t>(reply.status));
+  w.short_string(reply.token);
+  return std::move(w).take();
+}
+
+std::vector<std::uint8_t> frame_for_tcp(std::span<const std::uint8_t> datagram) {
+  std::vector<std::uint8_t> out;
+  out.reserve(datagram.size() + kTcpFrameHeader);
+  out.push_back(static_cast<std::uint8_t>(datagram.size() >> 8));
+  out.push_back(static_cast<std::uint8_t>(datagram.size()));
+  out.insert(out.end(), datagram.begin(), datagram.end());
+  return out;
+}
+
+Result<std::optional<std::size_t>> tcp_frame_length(std::span<const std::uint8_t> buffer) {
+  if (buffer.size() < kTcpFrameHeader) return std::optional<std::size_t>{};
+  const std::size_t len = (static_cast<std::size_t>(buffer[0]) << 8) | buffer[1];
+  if (len == 0 || len > kMaxDatagramSize) {
+    return make_error(Errc::kTooLarge, "a framed datagram of " + std::to_string(len) +
+                                           " bytes is not allowed (1 to " +
+                                           std::to_string(kMaxDatagramSize) + ")");
+  }
+  if (buffer.size() < kTcpFrameHeader + len) return std::optional<std::size_t>{};
+  return std::optional<std::size_t>(len);
 }
 
 Result<std::vector<std::uint8_t>> encode_register_reply(const RegisterReply& reply,
@@ -305,6 +353,33 @@ Result<Datagram> decode_datagram(std::span<const std::uint8_t> data) {
       std::copy(mac.begin(), mac.end(), rr.mac.begin());
       TETHER_TRY(expect_end(r));
       return Datagram{rr};
+    }
+    case DatagramType::kTokenRequest: {
+      TokenRequest t;
+      t.nonce = nonce;
+      TETHER_ASSIGN_OR_RETURN(t.device_id, read_sha256(r, "device id"));
+      TETHER_ASSIGN_OR_RETURN(auto mac, r.bytes(6, "mac"));
+      std::copy(mac.begin(), mac.end(), t.mac.begin());
+      TETHER_ASSIGN_OR_RETURN(t.hostname, r.short_string("hostname", kMaxHostname));
+      TETHER_ASSIGN_OR_RETURN(t.unit_id, r.short_string("unit id", kMaxUnitId));
+      TETHER_ASSIGN_OR_RETURN(t.server_fingerprint, read_sha256(r, "server fingerprint"));
+      TETHER_TRY(expect_end(r));
+      return Datagram{std::move(t)};
+    }
+    case DatagramType::kTokenReply: {
+      TokenReply t;
+      t.nonce = nonce;
+      TETHER_ASSIGN_OR_RETURN(std::uint8_t status, r.u8("status"));
+      if (status > static_cast<std::uint8_t>(TokenStatus::kWrongServer)) {
+        return make_error(Errc::kBadValue, "unknown token status " + std::to_string(status));
+      }
+      t.status = static_cast<TokenStatus>(status);
+      TETHER_ASSIGN_OR_RETURN(t.token, r.short_string("token", 255));
+      if ((t.status == TokenStatus::kIssued) == t.token.empty()) {
+        return make_error(Errc::kBadValue, "a token reply carries a token exactly when issued");
+      }
+      TETHER_TRY(expect_end(r));
+      return Datagram{std::move(t)};
     }
   }
   return make_error(Errc::kUnknownType, "unknown discovery datagram type " + std::to_string(type));

@@ -34,6 +34,8 @@ enum class DatagramType : std::uint8_t {
   kOnlineReply = 4,
   kRegisterRequest = 5,
   kRegisterReply = 6,
+  kTokenRequest = 7,  // device -> server, TCP 30001 only
+  kTokenReply = 8,    // server -> device, TCP 30001 only
 };
 
 struct ScanProbe {
@@ -109,8 +111,43 @@ struct RegisterReply {
   friend bool operator==(const RegisterReply&, const RegisterReply&) = default;
 };
 
-using Datagram =
-    std::variant<ScanProbe, ScanReply, OnlineProbe, OnlineReply, RegisterRequest, RegisterReply>;
+// A device asks the server that found it (or that it found by DNS) for an enrollment token.
+struct TokenRequest {
+  std::uint64_t nonce = 0;
+  Sha256 device_id{};           // SHA-256 of the device key's SPKI
+  MacAddress::Bytes mac{};      // the interface the request leaves from
+  std::string hostname;         // <= 253 bytes
+  std::string unit_id;          // <= 64 bytes
+  Sha256 server_fingerprint{};  // the CA the device expects (from the register request;
+                                // all zero for auto-registration, which has none)
+  friend bool operator==(const TokenRequest&, const TokenRequest&) = default;
+};
+
+enum class TokenStatus : std::uint8_t {
+  kIssued = 0,       // token follows
+  kDisabled = 1,     // the server does not register this device (no pending request, and
+                     // auto-registration is off)
+  kRefused = 2,      // rate limited or otherwise refused
+  kWrongServer = 3,  // the fingerprint is not this server's CA
+};
+
+struct TokenReply {
+  std::uint64_t nonce = 0;  // echoed
+  TokenStatus status = TokenStatus::kIssued;
+  std::string token;  // <= 255 bytes; present iff issued
+  friend bool operator==(const TokenReply&, const TokenReply&) = default;
+};
+
+using Datagram = std::variant<ScanProbe, ScanReply, OnlineProbe, OnlineReply, RegisterRequest,
+                              RegisterReply, TokenRequest, TokenReply>;
+
+// On TCP (ports 30005 and 30001) each datagram is framed with a two-byte big-endian length.
+inline constexpr std::size_t kTcpFrameHeader = 2;
+[[nodiscard]] std::vector<std::uint8_t> frame_for_tcp(std::span<const std::uint8_t> datagram);
+// The length of the first complete frame's datagram in `buffer`, nullopt when more bytes are
+// needed; kTooLarge when the announced length exceeds kMaxDatagramSize (or is 0).
+[[nodiscard]] Result<std::optional<std::size_t>> tcp_frame_length(
+    std::span<const std::uint8_t> buffer);
 
 // Probes and requests: always encodable once their fields are within limits.
 [[nodiscard]] Result<std::vector<std::uint8_t>> encode_scan_probe(const ScanProbe& probe);
@@ -118,6 +155,10 @@ using Datagram =
 // With a key, the probe carries an authenticator over its signed bytes.
 [[nodiscard]] Result<std::vector<std::uint8_t>> encode_online_probe(
     const OnlineProbe& probe, std::span<const std::uint8_t> key = {});
+
+[[nodiscard]] Result<std::vector<std::uint8_t>> encode_token_request(const TokenRequest& req);
+// TCP only: no size rule applies (it answers on a connection, not to a spoofable source).
+[[nodiscard]] Result<std::vector<std::uint8_t>> encode_token_reply(const TokenReply& reply);
 
 // Replies: refused with kTooLarge when they would exceed `max_size` (the probe's size).
 [[nodiscard]] Result<std::vector<std::uint8_t>> encode_scan_reply(const ScanReply& reply,

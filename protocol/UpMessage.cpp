@@ -28,7 +28,8 @@ std::optional<Enum> enum_from(std::string_view name, const std::string_view (&na
 }
 
 constexpr std::string_view kSeverityNames[] = {"debug", "info", "notice", "warning", "error"};
-constexpr std::string_view kCommandNames[] = {"reboot", "poweroff", "refresh_inventory"};
+constexpr std::string_view kCommandNames[] = {"reboot", "poweroff", "refresh_inventory",
+                                              "get_settings"};
 constexpr std::string_view kViewerNames[] = {"browser", "external"};
 
 template <typename Enum, std::size_t N>

@@ -169,7 +169,7 @@ struct Event {
   friend bool operator==(const Event&, const Event&) = default;
 };
 
-enum class CommandName { kReboot, kPowerOff, kRefreshInventory };
+enum class CommandName { kReboot, kPowerOff, kRefreshInventory, kGetSettings };
 [[nodiscard]] std::string_view command_name(CommandName c) noexcept;
 
 struct Command {

@@ -30,6 +30,9 @@ const std::vector<OptionSpec>& options() {
       {"json", 0, false, "", "print JSON"},
       {"ttl", 0, true, "DURATION", "enroll-token create: lifetime (30s, 15m, 24h, 7d)"},
       {"mac", 0, true, "MAC", "enroll-token create: only a device with this MAC may use it"},
+      {"set", 0, true, "KEY=VALUE", "device settings: set one setting (repeatable)"},
+      {"unset", 0, true, "KEY", "device settings: stop managing one setting (repeatable)"},
+      {"get", 0, false, "", "device settings: show the settings (the default)"},
       {"help", 'h', false, "", "show help"},
       {"version", 0, false, "", "print the version"},
   };
@@ -43,9 +46,18 @@ constexpr const char* kUsage =
     "  enroll-token create [--ttl DURATION] [--mac MAC] [--json]\n"
     "                           make a one-time enrollment token (printed on stdout)\n"
     "  devices [--json]         list devices\n"
-    "  device show ID [--json]  show one device\n"
+    "  device show ID [--json]  show one device, with its hardware inventory\n"
     "  device revoke ID         revoke a device and close its channel\n"
     "  device delete ID         revoke a device and remove it from the list\n"
+    "  device reboot ID [--json]\n"
+    "  device poweroff ID [--json]\n"
+    "                           ask the device to reboot or power off (through logind);\n"
+    "                           prints what the device answered\n"
+    "  device settings ID [--set KEY=VALUE]... [--unset KEY]... [--get] [--json]\n"
+    "                           change the agent settings the server manages for the\n"
+    "                           device (applied at once when it is online, else when it\n"
+    "                           next connects), or show them (--get, the default):\n"
+    "                           effective value, where it comes from, the server's value\n"
     "\n"
     "ID is a full device id, a unique prefix of at least 6 hex digits, or a device name.\n"
     "Server, token file and CA file also come from TETHER_SERVER, TETHER_TOKEN_FILE,\n"
@@ -190,10 +202,118 @@ int cmd_devices(const CtlClient& client, const ParsedArgs& args) {
   return 0;
 }
 
+const json& array_at(const json& j, const char* key) {
+  static const json kEmpty = json::array();
+  auto it = j.find(key);
+  return it != j.end() && it->is_array() ? *it : kEmpty;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
+}
+
+std::vector<std::string> strings_at(const json& j, const char* key) {
+  std::vector<std::string> out;
+  for (const auto& item : array_at(j, key)) {
+    if (item.is_string()) out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+std::string size_text(std::int64_t bytes) {
+  constexpr std::int64_t kGiB = 1024LL * 1024 * 1024;
+  if (bytes >= 100 * kGiB) return std::to_string(bytes / kGiB) + " GiB";
+  if (bytes >= kGiB) {
+    char buf[32];
+    (void)std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / kGiB);
+    return buf;
+  }
+  return std::to_string(bytes / (1024 * 1024)) + " MiB";
+}
+
+std::string wol_text(const json& nic) {
+  const std::string supported = str(nic, "wol_supported");
+  const std::string enabled = str(nic, "wol_enabled");
+  if (supported.empty() || supported == "d") return "WoL unsupported";
+  const bool on = !enabled.empty() && enabled != "d";
+  return "WoL " + (on ? "on (" + enabled + ")" : std::string("off")) + ", supports " + supported;
+}
+
+// Lines of a sub-table, its columns aligned.
+std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::string> out;
+  const std::string text = print_table(rows);
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const auto end = text.find('\n', start);
+    std::string line = text.substr(start, end - start);
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out.push_back(std::move(line));
+    start = end + 1;
+  }
+  return out;
+}
+
+// The inventory, compactly: one line per NIC, disk, USB device and display.
+template <typename Row>
+void add_inventory(const json& inv, Row&& row) {
+  const std::string model = str(inv, "cpu_model");
+  row("cpu", std::to_string(num(inv, "cpu_count")) + " x " + (model.empty() ? "?" : model));
+  row("memory", std::to_string(num(inv, "memory_kb") / 1024) + " MiB");
+  auto section = [&](const std::string& title, const std::vector<std::vector<std::string>>& rows) {
+    if (rows.empty()) {
+      row(title, "-");
+      return;
+    }
+    const auto lines = table_lines(rows);
+    for (std::size_t i = 0; i < lines.size(); ++i) row(i == 0 ? title : "", lines[i]);
+  };
+  std::vector<std::vector<std::string>> nics;
+  for (const auto& n : array_at(inv, "nics")) {
+    std::string link = flag(n, "link_up") ? "up" : "down";
+    if (n.contains("speed_mbps") && n["speed_mbps"].is_number_integer()) {
+      link += " " + std::to_string(num(n, "speed_mbps")) + " Mb/s";
+    }
+    const auto addresses = strings_at(n, "addresses");
+    nics.push_back({str(n, "name"), str(n, "mac").empty() ? "-" : str(n, "mac"), link,
+                    addresses.empty() ? "-" : join(addresses, ", "), wol_text(n)});
+  }
+  section("nics", nics);
+  std::vector<std::vector<std::string>> disks;
+  for (const auto& b : array_at(inv, "block_devices")) {
+    disks.push_back({str(b, "name"), size_text(num(b, "size_bytes")),
+                     str(b, "model").empty() ? "-" : str(b, "model"),
+                     flag(b, "removable") ? "removable" : ""});
+  }
+  section("disks", disks);
+  std::vector<std::vector<std::string>> usb;
+  for (const auto& u : array_at(inv, "usb_devices")) {
+    std::vector<std::string> parts;
+    for (const char* key : {"manufacturer", "product"}) {
+      if (!str(u, key).empty()) parts.push_back(str(u, key));
+    }
+    const std::string name = join(parts, " ");
+    usb.push_back({str(u, "vendor_id") + ":" + str(u, "product_id"), name.empty() ? "-" : name,
+                   str(u, "serial").empty() ? "" : "serial " + str(u, "serial")});
+  }
+  section("usb", usb);
+  std::vector<std::vector<std::string>> displays;
+  for (const auto& dsp : array_at(inv, "displays")) {
+    const auto modes = strings_at(dsp, "modes");
+    std::string mode_text = modes.empty() ? "-" : modes.front();
+    if (modes.size() > 1) mode_text += " (+" + std::to_string(modes.size() - 1) + " modes)";
+    displays.push_back(
+        {str(dsp, "connector"), flag(dsp, "connected") ? "connected" : "disconnected", mode_text});
+  }
+  section("displays", displays);
+}
+
 void print_device(const json& d) {
   std::vector<std::vector<std::string>> rows;
   auto row = [&](std::string k, std::string v) {
-    rows.push_back({std::move(k) + ":", std::move(v)});
+    rows.push_back({k.empty() ? k : k + ":", std::move(v)});  // "" continues the row above
   };
   const bool online = flag(d, "online");
   row("id", str(d, "id"));
@@ -222,22 +342,138 @@ void print_device(const json& d) {
                       std::to_string(num(s, "mem_total_kb") / 1024) + " MiB free");
   }
   if (d.contains("inventory") && d["inventory"].is_object()) {
-    const auto& inv = d["inventory"];
-    row("hardware", std::to_string(num(inv, "cpu_count")) + " CPU(s) " + str(inv, "cpu_model") +
-                        ", " + std::to_string(num(inv, "memory_kb") / 1024) + " MiB");
+    add_inventory(d["inventory"], row);
+  } else {
+    row("inventory", "none reported yet");
+  }
+  if (!str(d, "settings_error").empty()) row("settings error", str(d, "settings_error"));
+  (void)std::fputs(print_table(rows).c_str(), stdout);
+}
+
+// A device's answer to reboot/poweroff.
+int cmd_power(const CtlClient& client, const ParsedArgs& args, const std::string& id,
+              const std::string& action) {
+  auto response = client.exchange("POST", "/api/v1/devices/" + id + "/" + action, json::object(),
+                                  kCtlDeviceCallTimeout);
+  if (!response.ok()) return fail(response.error().message);
+  const bool ok = response->status >= 200 && response->status < 300;
+  if (args.has("json")) print_json(response->body);
+  if (!ok) return fail(response->error_message());
+  if (!args.has("json")) std::printf("%s requested: the device accepted\n", action.c_str());
+  return 0;
+}
+
+// --set KEY=VALUE and --unset KEY as the API's settings change.
+Result<json> settings_change(const ParsedArgs& args) {
+  json set = json::object();
+  for (const auto& item : args.values("set")) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return make_error(Errc::kInvalidArgument, "--set wants KEY=VALUE, not \"" + item + "\"");
+    }
+    set[item.substr(0, eq)] = item.substr(eq + 1);
+  }
+  json unset = json::array();
+  for (const auto& key : args.values("unset")) unset.push_back(key);
+  return json{{"set", set}, {"unset", unset}};
+}
+
+std::string value_or_dash(const json& j, const std::string& key) {
+  if (!j.is_object()) return "-";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "-";
+}
+
+void print_settings(const json& body) {
+  const json empty = json::object();
+  const json& server =
+      body.contains("server") && body["server"].is_object() ? body["server"] : empty;
+  const json& effective =
+      body.contains("effective") && body["effective"].is_object() ? body["effective"] : empty;
+  const json& origins =
+      body.contains("origins") && body["origins"].is_object() ? body["origins"] : empty;
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : effective.items()) keys.push_back(key);
+  for (const auto& [key, value] : server.items()) {
+    if (!effective.contains(key)) keys.push_back(key);
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::vector<std::string>> rows = {{"KEY", "EFFECTIVE", "ORIGIN", "SERVER VALUE"}};
+  for (const auto& key : keys) {
+    // "*" marks the keys the server manages for this device.
+    rows.push_back({(server.contains(key) ? "* " : "  ") + key, value_or_dash(effective, key),
+                    value_or_dash(origins, key), value_or_dash(server, key)});
   }
   (void)std::fputs(print_table(rows).c_str(), stdout);
+  if (!flag(body, "online")) {
+    (void)std::fprintf(stderr,
+                       "tetherctl: the device is offline: only the server's values are known\n");
+  } else if (!str(body, "effective_error").empty()) {
+    (void)std::fprintf(stderr, "tetherctl: the device did not report its settings: %s\n",
+                       str(body, "effective_error").c_str());
+  }
+  if (!str(body, "settings_error").empty()) {
+    (void)std::fprintf(stderr, "tetherctl: the device refused the server's settings: %s\n",
+                       str(body, "settings_error").c_str());
+  }
+}
+
+int cmd_settings(const CtlClient& client, const ParsedArgs& args, const std::string& id) {
+  const std::string path = "/api/v1/devices/" + id + "/settings";
+  const bool change = args.has("set") || args.has("unset");
+  if (change) {
+    auto body = settings_change(args);
+    if (!body.ok()) return fail(body.error().message, kExitUsage);
+    auto response = client.exchange("PUT", path, *body, kCtlDeviceCallTimeout);
+    if (!response.ok()) return fail(response.error().message);
+    const bool ok = response->status >= 200 && response->status < 300;
+    if (args.has("json")) print_json(response->body);
+    if (!ok) return fail(response->error_message());
+    if (!args.has("json")) {
+      if (response->status == 202) {
+        std::printf("stored: pending until the device is online\n");
+      } else {
+        const json& changed =
+            response->body.contains("changed") && response->body["changed"].is_object()
+                ? response->body["changed"]
+                : json::object();
+        if (changed.empty()) std::printf("applied: nothing changed\n");
+        for (const auto& [key, diff] : changed.items()) {
+          std::printf("changed %s: %s -> %s\n", key.c_str(), value_or_dash(diff, "old").c_str(),
+                      value_or_dash(diff, "new").c_str());
+        }
+      }
+    }
+    if (!args.has("get")) return 0;
+  }
+  auto shown = client.call("GET", path, std::nullopt, kCtlDeviceCallTimeout);
+  if (!shown.ok()) return fail(shown.error().message);
+  if (args.has("json")) {
+    print_json(*shown);
+  } else {
+    print_settings(*shown);
+  }
+  return 0;
 }
 
 int cmd_device(const CtlClient& client, const ParsedArgs& args) {
   const auto& pos = args.positional();
-  if (pos.size() != 3) return fail("usage: tetherctl device show|revoke|delete ID", kExitUsage);
+  constexpr const char* kActions = "show, revoke, delete, reboot, poweroff, settings";
+  if (pos.size() != 3) {
+    return fail(std::string("usage: tetherctl device ACTION ID (") + kActions + ")", kExitUsage);
+  }
   const std::string& action = pos[1];
-  if (action != "show" && action != "revoke" && action != "delete") {
-    return fail("unknown device command \"" + action + "\" (show, revoke, delete)", kExitUsage);
+  if (action != "show" && action != "revoke" && action != "delete" && action != "reboot" &&
+      action != "poweroff" && action != "settings") {
+    return fail("unknown device command \"" + action + "\" (" + kActions + ")", kExitUsage);
+  }
+  if (action != "settings" && (args.has("set") || args.has("unset") || args.has("get"))) {
+    return fail("--set, --unset and --get go with \"device settings\"", kExitUsage);
   }
   auto id = resolve_device(client, pos[2]);
   if (!id.ok()) return fail(id.error().message);
+  if (action == "reboot" || action == "poweroff") return cmd_power(client, args, *id, action);
+  if (action == "settings") return cmd_settings(client, args, *id);
   if (action == "show") {
     auto device = client.call("GET", "/api/v1/devices/" + *id);
     if (!device.ok()) return fail(device.error().message);

@@ -28,7 +28,10 @@ Errc errc_for_status(int status) {
     case 404: return Errc::kNotFound;
     case 409: return Errc::kConflict;
     case 413: return Errc::kTooLarge;
-    case 429: return Errc::kUnavailable;
+    case 429:
+    case 502:
+    case 503: return Errc::kUnavailable;
+    case 504: return Errc::kTimeout;
     default: return Errc::kInternal;
   }
 }
@@ -96,8 +99,20 @@ Result<CtlClient> CtlClient::open(const CtlSettings& settings) {
   return client;
 }
 
-Result<nlohmann::json> CtlClient::call(const std::string& method, const std::string& path,
-                                       const std::optional<nlohmann::json>& body) const {
+std::string CtlResponse::error_message() const {
+  std::string message = "HTTP " + std::to_string(status);
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    const auto& error = body["error"];
+    if (error.contains("message") && error["message"].is_string()) {
+      message = error["message"].get<std::string>() + " (HTTP " + std::to_string(status) + ")";
+    }
+  }
+  return message;
+}
+
+Result<CtlResponse> CtlClient::exchange(const std::string& method, const std::string& path,
+                                        const std::optional<nlohmann::json>& body,
+                                        std::chrono::milliseconds timeout) const {
   HttpsRequest request;
   request.method = method;
   request.path = path;
@@ -109,7 +124,9 @@ Result<nlohmann::json> CtlClient::call(const std::string& method, const std::str
   }
   TlsTrust trust;
   trust.ca_pem = ca_pem_;
-  auto response = https_request(host_, port_, trust, request);
+  HttpsOptions options;
+  options.timeout = timeout;
+  auto response = https_request(host_, port_, trust, request, options);
   if (!response.ok()) return response.error();
   protocol::JsonLimits limits;
   limits.max_bytes = 64 * 1024 * 1024;
@@ -117,19 +134,22 @@ Result<nlohmann::json> CtlClient::call(const std::string& method, const std::str
   limits.max_values = 100'000'000;
   limits.max_string_bytes = 1024 * 1024;
   auto doc = protocol::parse_limited_json(response->body, limits);
-  if (response->status < 200 || response->status >= 300) {
-    std::string message = "HTTP " + std::to_string(response->status);
-    if (doc.ok() && doc->is_object() && doc->contains("error") && (*doc)["error"].is_object()) {
-      const auto& error = (*doc)["error"];
-      if (error.contains("message") && error["message"].is_string()) {
-        message = error["message"].get<std::string>() + " (HTTP " +
-                  std::to_string(response->status) + ")";
-      }
-    }
-    return make_error(errc_for_status(response->status), message);
+  const bool success = response->status >= 200 && response->status < 300;
+  if (!doc.ok() && success) return doc.error().context("the server's answer");
+  CtlResponse out;
+  out.status = response->status;
+  if (doc.ok()) out.body = std::move(doc).value();
+  return out;
+}
+
+Result<nlohmann::json> CtlClient::call(const std::string& method, const std::string& path,
+                                       const std::optional<nlohmann::json>& body,
+                                       std::chrono::milliseconds timeout) const {
+  TETHER_ASSIGN_OR_RETURN(CtlResponse response, exchange(method, path, body, timeout));
+  if (response.status < 200 || response.status >= 300) {
+    return make_error(errc_for_status(response.status), response.error_message());
   }
-  if (!doc.ok()) return doc.error().context("the server's answer");
-  return std::move(doc).value();
+  return std::move(response.body);
 }
 
 }  // namespace tether::server

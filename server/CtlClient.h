@@ -2,6 +2,7 @@
 // admin token; one blocking HTTPS request per call (platform/HttpsClient.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -25,14 +26,34 @@ struct CtlSettings {
                                                        bool token_flag, bool ca_flag,
                                                        const std::string& config_file = "");
 
+// An API answer, whatever its status.
+struct CtlResponse {
+  int status = 0;
+  nlohmann::json body = nlohmann::json::object();  // {} when the answer had no JSON body
+  // The server's error message for a non-2xx answer ("... (HTTP 502)").
+  [[nodiscard]] std::string error_message() const;
+};
+
+// How long tetherctl waits for an answer: the server answers calls that wait for a device
+// within up.request_timeout (at most 5 minutes) plus a few seconds.
+inline constexpr std::chrono::milliseconds kCtlCallTimeout{15'000};
+inline constexpr std::chrono::milliseconds kCtlDeviceCallTimeout{6 * 60'000};
+
 class CtlClient {
  public:
   // Reads the token and CA files; checks the URL.
   [[nodiscard]] static Result<CtlClient> open(const CtlSettings& settings);
 
   // Calls the API; a non-2xx answer becomes an error carrying the server's message.
-  [[nodiscard]] Result<nlohmann::json> call(const std::string& method, const std::string& path,
-                                            const std::optional<nlohmann::json>& body = {}) const;
+  [[nodiscard]] Result<nlohmann::json> call(
+      const std::string& method, const std::string& path,
+      const std::optional<nlohmann::json>& body = {},
+      std::chrono::milliseconds timeout = kCtlCallTimeout) const;
+  // Calls the API; any HTTP answer is a value (errors are only for not getting one).
+  [[nodiscard]] Result<CtlResponse> exchange(
+      const std::string& method, const std::string& path,
+      const std::optional<nlohmann::json>& body = {},
+      std::chrono::milliseconds timeout = kCtlCallTimeout) const;
 
   [[nodiscard]] const std::string& host() const noexcept { return host_; }
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }

@@ -1,11 +1,13 @@
 #include "server/DeviceHub.h"
 
 #include <ctime>
+#include <exception>
 
 #include "common/Log.h"
 #include "platform/Pki.h"
 #include "protocol/JsonFieldReader.h"
 #include "protocol/LimitedJsonParser.h"
+#include "server/SettingsDocument.h"
 
 namespace tether::server {
 namespace {
@@ -67,6 +69,38 @@ DeviceHub::DeviceHub(Store& store, const CertificateAuthority& ca, UpTransport& 
       settings_(settings),
       wall_clock_(std::move(wall_clock)) {}
 
+DeviceHub::~DeviceHub() {
+  // The callbacks may reach back into the hub (a request to an offline device is answered
+  // at once): they find it empty rather than half torn down.
+  auto connections = std::move(connections_);
+  connections_.clear();
+  current_.clear();
+  Finished finished;
+  const Error stopping = make_error(Errc::kUnavailable, "the server is stopping");
+  for (auto& [id, conn] : connections) drain(conn, stopping, finished);
+  finish(finished);
+}
+
+void DeviceHub::drain(Connection& conn, const Error& error, Finished& out) {
+  for (auto& [id, request] : conn.pending.drain()) {
+    if (request.done) out.emplace_back(std::move(request.done), error);
+  }
+}
+
+void DeviceHub::finish(Finished& finished) {
+  for (auto& [done, error] : finished) {
+    // One callback failing must not cost the others their only call.
+    try {
+      done(error);
+    } catch (const std::exception& e) {
+      log::error(std::string("a request's completion failed: ") + e.what());
+    } catch (...) {
+      log::error("a request's completion failed");
+    }
+  }
+  finished.clear();
+}
+
 std::int64_t DeviceHub::now() const {
   return wall_clock_ ? wall_clock_() : static_cast<std::int64_t>(std::time(nullptr));
 }
@@ -87,9 +121,17 @@ std::size_t DeviceHub::online_count() const {
 
 void DeviceHub::on_connected(ConnectionId connection, const std::string& device_id,
                              const std::string& address) {
+  Finished finished;
   if (auto it = current_.find(device_id); it != current_.end()) {
     log::info("device " + short_id(device_id) + " connected again from " + address +
               "; closing its older channel");
+    // Nothing the old channel says counts any more (see on_message): its requests end now.
+    if (auto old = connections_.find(it->second.connection); old != connections_.end()) {
+      drain(old->second,
+            make_error(Errc::kUnavailable,
+                       "the device opened a new channel before it answered on the old one"),
+            finished);
+    }
     transport_.close(it->second.connection, kCloseReplaced, "replaced");
     current_.erase(it);
   }
@@ -103,19 +145,25 @@ void DeviceHub::on_connected(ConnectionId connection, const std::string& device_
   entry.last_seen = now();
   current_.insert_or_assign(device_id, std::move(entry));
   log::debug("device " + short_id(device_id) + " opened its channel from " + address);
+  finish(finished);
 }
 
 void DeviceHub::on_closed(ConnectionId connection) {
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
   const std::string device_id = it->second.device_id;
+  Finished finished;
+  drain(it->second,
+        make_error(Errc::kUnavailable, "the device's channel closed before it answered"), finished);
   connections_.erase(it);
   auto live = current_.find(device_id);
-  if (live == current_.end() || live->second.connection != connection) return;
-  const bool was_online = live->second.greeted;
-  touch(device_id, live->second.address);
-  current_.erase(live);
-  if (was_online) log::info("device " + short_id(device_id) + " went offline");
+  if (live != current_.end() && live->second.connection == connection) {
+    const bool was_online = live->second.greeted;
+    touch(device_id, live->second.address);
+    current_.erase(live);
+    if (was_online) log::info("device " + short_id(device_id) + " went offline");
+  }
+  finish(finished);
 }
 
 void DeviceHub::touch(const std::string& device_id, const std::string& address) {
@@ -261,20 +309,89 @@ void DeviceHub::handle_hello(ConnectionId connection, Connection& conn, const st
     log::info("device " + short_id(conn.device_id) + " (" + hello.hostname + ", agent " +
               hello.agent_version + ") online from " + conn.address);
     send_trust_update(connection, conn);
+    // The whole document after every hello: one set while the device was offline arrives
+    // now, and a device whose drop-in was changed behind our back is brought back to it.
+    if ((*device)->settings_json) push_settings(connection, conn, **device);
   }
 }
 
-void DeviceHub::send_trust_update(ConnectionId connection, Connection& conn) {
-  auto request_id = conn.pending.add(PendingRequest{UpType::kTrustUpdate},
+Result<std::string> DeviceHub::send_request(ConnectionId connection, Connection& conn,
+                                            const protocol::UpBody& body, RequestDone done) {
+  std::string what(protocol::up_type_name(protocol::up_body_type(body)));
+  if (const auto* command = std::get_if<protocol::Command>(&body)) {
+    what += " " + std::string(protocol::command_name(command->name));
+  }
+  // A copy stays here: if the request cannot be registered, `done` must still run once.
+  RequestDone on_failure = done;
+  auto request_id = conn.pending.add(PendingRequest{what, std::move(done)},
                                      SteadyClock::now() + settings_.request_timeout);
   if (!request_id.ok()) {
-    log::warning("device " + short_id(conn.device_id) + ": " + request_id.error().message);
-    return;
+    Error error = make_error(Errc::kUnavailable, "device " + short_id(conn.device_id) + ": " +
+                                                     request_id.error().message);
+    if (on_failure) on_failure(error);
+    return error;
   }
+  send(connection, protocol::make_message(*request_id, body));
+  return request_id;
+}
+
+void DeviceHub::send_trust_update(ConnectionId connection, Connection& conn) {
   protocol::TrustUpdate update;
   update.ca_fingerprints = ca_.trusted_fingerprints();
   update.ca_certificates_pem = ca_.trusted_pems();
-  send(connection, protocol::make_message(*request_id, update));
+  if (auto sent = send_request(connection, conn, update, {}); !sent.ok()) {
+    log::warning(sent.error().message);
+  }
+}
+
+void DeviceHub::push_settings(ConnectionId connection, Connection& conn,
+                              const DeviceRecord& device) {
+  auto values = settings_from_json(*device.settings_json);
+  if (!values.ok()) {
+    log::error("device " + short_id(device.id) +
+               ": cannot push its settings: " + values.error().message);
+    return;
+  }
+  protocol::Settings settings;
+  settings.values = std::move(values).value();
+  auto sent = send_request(
+      connection, conn, settings,
+      [this, id = device.id, previous = device.settings_error](
+          Result<protocol::ResultBody> result) { on_settings_pushed(id, previous, result); });
+  if (!sent.ok()) log::warning(sent.error().message);
+}
+
+void DeviceHub::on_settings_pushed(const std::string& device_id, const std::string& previous_error,
+                                   const Result<protocol::ResultBody>& result) {
+  std::string error;
+  if (!result.ok()) {
+    // Offline again, or the server is stopping: the next hello pushes again.
+    if (result.error().code == Errc::kUnavailable) return;
+    error = std::string(errc_name(result.error().code)) + ": the device did not answer in time";
+  } else if (!result->ok) {
+    error = result->error ? result->error->code + ": " + result->error->message : "refused";
+  }
+  if (error.empty()) {
+    log::info("device " + short_id(device_id) + " applied its server settings");
+  } else {
+    log::warning("device " + short_id(device_id) + " did not apply its server settings: " + error);
+  }
+  if (error == previous_error) return;
+  if (auto stored = store_.set_settings_error(device_id, error); !stored.ok()) {
+    log::error("cannot record the settings result of device " + short_id(device_id) + ": " +
+               stored.error().message);
+  }
+}
+
+void DeviceHub::request(const std::string& id, protocol::UpBody body, RequestDone done) {
+  auto live = current_.find(id);
+  auto conn =
+      live == current_.end() ? connections_.end() : connections_.find(live->second.connection);
+  if (live == current_.end() || !live->second.greeted || conn == connections_.end()) {
+    done(make_error(Errc::kUnavailable, "device " + id + " is offline"));
+    return;
+  }
+  (void)send_request(live->second.connection, conn->second, body, std::move(done));
 }
 
 void DeviceHub::handle_cert_renew(ConnectionId connection, Connection& conn, const std::string& id,
@@ -321,23 +438,32 @@ void DeviceHub::handle_result(Connection& conn, const std::string& id,
     log::debug("device " + short_id(conn.device_id) + " answered unknown request " + id);
     return;
   }
-  const std::string what(protocol::up_type_name(request->type));
   if (result.ok) {
-    log::debug("device " + short_id(conn.device_id) + " accepted " + what);
+    log::debug("device " + short_id(conn.device_id) + " accepted " + request->what);
   } else {
-    log::warning("device " + short_id(conn.device_id) + " refused " + what + ": " +
-                 (result.error ? result.error->code + ": " + result.error->message : "?"));
+    log::notice("device " + short_id(conn.device_id) + " refused " + request->what + ": " +
+                (result.error ? result.error->code + ": " + result.error->message : "?"));
   }
+  // Last: the callback may close channels, `conn` among them.
+  if (request->done) request->done(result);
 }
 
 void DeviceHub::expire_requests(SteadyClock::time_point now) {
+  Finished finished;
   for (auto& [connection, conn] : connections_) {
-    for (const auto& [id, request] : conn.pending.expire(now)) {
-      log::warning("device " + short_id(conn.device_id) + " did not answer " +
-                   std::string(protocol::up_type_name(request.type)) + " request " + id +
-                   " in time");
+    for (auto& [id, request] : conn.pending.expire(now)) {
+      log::warning("device " + short_id(conn.device_id) + " did not answer " + request.what +
+                   " request " + id + " in time");
+      if (request.done) {
+        finished.emplace_back(
+            std::move(request.done),
+            make_error(Errc::kTimeout, "device " + conn.device_id + " did not answer within " +
+                                           std::to_string(settings_.request_timeout.count()) +
+                                           " s"));
+      }
     }
   }
+  finish(finished);
 }
 
 Status DeviceHub::flush() {
@@ -351,7 +477,14 @@ Status DeviceHub::flush() {
 }
 
 void DeviceHub::close_all(int code, const std::string& reason) {
-  for (const auto& [connection, conn] : connections_) transport_.close(connection, code, reason);
+  Finished finished;
+  const Error closing =
+      make_error(Errc::kUnavailable, "the device's channel was closed: " + reason);
+  for (auto& [connection, conn] : connections_) {
+    drain(conn, closing, finished);
+    transport_.close(connection, code, reason);
+  }
+  finish(finished);
 }
 
 std::optional<LiveDeviceState> DeviceHub::live_state(const std::string& id) const {
@@ -367,9 +500,15 @@ std::optional<LiveDeviceState> DeviceHub::live_state(const std::string& id) cons
 void DeviceHub::disconnect(const std::string& id, int close_code, const std::string& reason) {
   auto it = current_.find(id);
   if (it == current_.end()) return;
+  Finished finished;
+  if (auto conn = connections_.find(it->second.connection); conn != connections_.end()) {
+    drain(conn->second,
+          make_error(Errc::kUnavailable, "the device's channel was closed: " + reason), finished);
+  }
   touch(id, it->second.address);
   transport_.close(it->second.connection, close_code, reason);
   current_.erase(it);
+  finish(finished);
 }
 
 }  // namespace tether::server

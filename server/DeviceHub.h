@@ -1,8 +1,11 @@
 // The server's side of the Unified Protocol: one channel per device, identified by its
 // client certificate. Decodes messages, keeps the live state of every connected device in
 // memory (written to the store in batches, never per heartbeat), answers hello and
-// cert_renew, and sends requests (trust_update) whose results it correlates. It does no I/O
-// itself: frames go through an UpTransport (HttpsServer), so it can be driven directly.
+// cert_renew, and sends requests (trust_update, the device's server settings after hello,
+// and whatever the REST API asks for) whose results it correlates. Every request's `done`
+// runs exactly once: with the result, on expiry, or when the channel goes away (also when
+// the hub is closed or destroyed). It does no I/O itself: frames go through an UpTransport
+// (HttpsServer), so it can be driven directly.
 #pragma once
 
 #include <chrono>
@@ -11,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "protocol/PendingRequests.h"
 #include "protocol/UpMessage.h"
@@ -43,6 +48,10 @@ class DeviceHub final : public LiveDevices {
 
   DeviceHub(Store& store, const CertificateAuthority& ca, UpTransport& transport,
             HubSettings settings, WallClock wall_clock = {});
+  // Requests still waiting get kUnavailable.
+  ~DeviceHub() override;
+  DeviceHub(const DeviceHub&) = delete;
+  DeviceHub& operator=(const DeviceHub&) = delete;
 
   // Whether the device with this id (from its client certificate) may open a channel: it
   // must be known and neither revoked nor deleted.
@@ -53,21 +62,25 @@ class DeviceHub final : public LiveDevices {
   void on_message(ConnectionId connection, std::string_view text);
   void on_closed(ConnectionId connection);
 
-  // Drops requests whose results did not come in time.
+  // Ends requests whose results did not come in time (kTimeout).
   void expire_requests(SteadyClock::time_point now);
   // Writes the activity gathered since the last flush.
   [[nodiscard]] Status flush();
+  // Closes every channel; their waiting requests get kUnavailable at once.
   void close_all(int code, const std::string& reason);
   [[nodiscard]] std::size_t connection_count() const noexcept { return connections_.size(); }
   [[nodiscard]] std::size_t online_count() const;
 
   std::optional<LiveDeviceState> live_state(const std::string& id) const override;
   void disconnect(const std::string& id, int close_code, const std::string& reason) override;
+  void request(const std::string& id, protocol::UpBody body, RequestDone done) override;
 
  private:
   struct PendingRequest {
-    protocol::UpType type = protocol::UpType::kTrustUpdate;
+    std::string what;  // for logs: "trust_update", "command reboot"
+    RequestDone done;  // empty for the hub's own requests that need no answer
   };
+  using Finished = std::vector<std::pair<RequestDone, Error>>;
   struct Connection {
     std::string device_id;
     std::string address;
@@ -93,6 +106,17 @@ class DeviceHub final : public LiveDevices {
                          const protocol::CertRenew& renew);
   void handle_result(Connection& conn, const std::string& id, const protocol::ResultBody& result);
   void send_trust_update(ConnectionId connection, Connection& conn);
+  void push_settings(ConnectionId connection, Connection& conn, const DeviceRecord& device);
+  void on_settings_pushed(const std::string& device_id, const std::string& previous_error,
+                          const Result<protocol::ResultBody>& result);
+  // Sends a request on the connection and returns its id. When it cannot be sent (too many
+  // wait), `done` (if any) gets the error before this returns it.
+  Result<std::string> send_request(ConnectionId connection, Connection& conn,
+                                   const protocol::UpBody& body, RequestDone done);
+  // Takes every waiting request off the connection, to be failed with `error` by finish():
+  // callbacks run only once the hub's own state is consistent, since they may call back in.
+  static void drain(Connection& conn, const Error& error, Finished& out);
+  static void finish(Finished& finished);
   void touch(const std::string& device_id, const std::string& address);
   std::int64_t now() const;
 

@@ -11,8 +11,12 @@ HttpResponse json_response(int status, const nlohmann::json& body) {
 }
 
 HttpResponse error_response(int status, Errc code, std::string_view message) {
+  return error_response(status, errc_name(code), message);
+}
+
+HttpResponse error_response(int status, std::string_view code, std::string_view message) {
   nlohmann::json body = {
-      {"error", {{"code", std::string(errc_name(code))}, {"message", std::string(message)}}}};
+      {"error", {{"code", std::string(code)}, {"message", std::string(message)}}}};
   return json_response(status, body);
 }
 
@@ -36,8 +40,8 @@ int http_status_for(Errc code) {
     case Errc::kNotFound: return 404;
     case Errc::kAlreadyExists:
     case Errc::kConflict: return 409;
-    case Errc::kUnavailable:
-    case Errc::kTimeout:
+    case Errc::kUnavailable: return 503;
+    case Errc::kTimeout: return 504;
     case Errc::kIo:
     case Errc::kCrypto:
     case Errc::kInternal: return 500;

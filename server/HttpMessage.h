@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,10 +32,19 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
 
+// Delivers the response to one request. A handler calls it exactly once, at once or later
+// (after a device answered); HttpsServer drops calls for an exchange that is gone.
+using HttpRespond = std::function<void(HttpResponse)>;
+// What the listener hands every request to.
+using HttpHandler = std::function<void(const HttpRequest&, HttpRespond)>;
+
 // 200/201 with a JSON body (invalid UTF-8 from stored data becomes U+FFFD, never throws).
 [[nodiscard]] HttpResponse json_response(int status, const nlohmann::json& body);
 // {"error": {"code": errc_name(code), "message": message}}
 [[nodiscard]] HttpResponse error_response(int status, Errc code, std::string_view message);
+// The same with a code given as text: a device's own error code, passed on as it sent it.
+[[nodiscard]] HttpResponse error_response(int status, std::string_view code,
+                                          std::string_view message);
 // The status an error of this kind is reported with.
 [[nodiscard]] int http_status_for(Errc code);
 

@@ -17,6 +17,7 @@ namespace {
 constexpr std::size_t kUpRxLimit = 256 * 1024;  // the UP message size limit
 constexpr std::size_t kHttpChunk = 16 * 1024;
 constexpr int kUpCloseTimeoutSeconds = 5;
+constexpr int kHttpWriteTimeoutSeconds = 60;
 
 HttpsServer* owner(lws* wsi) {
   return static_cast<HttpsServer*>(lws_context_user(lws_get_context(wsi)));
@@ -97,10 +98,27 @@ HttpsServer::~HttpsServer() {
 
 void HttpsServer::stop() {
   // Destroying the context runs close callbacks that reach into our members: do it while
-  // they are all still alive.
+  // they are all still alive. Answers that those callbacks set off (the hub failing a
+  // device's requests) are for connections that are closing too: drop them.
+  stopping_ = true;
+  exchange_timer_.reset();
   context_.reset();
-  http_.clear();
+  exchanges_.clear();
+  exchange_by_wsi_.clear();
   up_.clear();
+  stopping_ = false;
+}
+
+std::size_t HttpsServer::open_exchange_count() const noexcept {
+  std::size_t n = 0;
+  for (const auto& [id, exchange] : exchanges_) n += exchange.dispatched;
+  return n;
+}
+
+std::size_t HttpsServer::waiting_exchange_count() const noexcept {
+  std::size_t n = 0;
+  for (const auto& [id, exchange] : exchanges_) n += exchange.dispatched && !exchange.responding;
+  return n;
 }
 
 Status HttpsServer::start() {
@@ -137,6 +155,7 @@ Status HttpsServer::start() {
                                               std::to_string(options_.listen.port) +
                                               " (see the messages above)");
   }
+  exchange_timer_ = std::make_unique<LwsTimer>(context_.get(), [this] { expire_exchanges(); });
   return {};
 }
 
@@ -197,7 +216,13 @@ int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void
       return 1;
 
     case LWS_CALLBACK_HTTP: {
-      HttpExchange& exchange = http_[wsi] = HttpExchange{};
+      // A new request on a connection whose previous one is still waiting (pipelining):
+      // the old answer no longer has anywhere to go.
+      forget_exchange(wsi);
+      const ExchangeId id = next_exchange_id_++;
+      HttpExchange& exchange = exchanges_[id];
+      exchange_by_wsi_[wsi] = id;
+      exchange.wsi = wsi;
       exchange.request.method = method_of(wsi);
       exchange.request.path = in ? std::string(static_cast<const char*>(in)) : "/";
       exchange.request.authorization = header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
@@ -209,22 +234,20 @@ int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void
             std::from_chars(length_text.data(), length_text.data() + length_text.size(), length);
         if (ec != std::errc() || ptr != length_text.data() + length_text.size()) {
           exchange.close_after = true;
-          respond(wsi, exchange,
-                  error_response(400, Errc::kSyntax, "malformed Content-Length header"));
+          respond(exchange, error_response(400, Errc::kSyntax, "malformed Content-Length header"));
           return 0;
         }
       }
       if (length > kMaxRequestBody) {
         // The body is not read: the connection cannot carry another request after this.
         exchange.close_after = true;
-        respond(wsi, exchange,
-                error_response(
-                    413, Errc::kTooLarge,
-                    "request bodies are limited to " + std::to_string(kMaxRequestBody) + " bytes"));
+        respond(exchange, error_response(413, Errc::kTooLarge,
+                                         "request bodies are limited to " +
+                                             std::to_string(kMaxRequestBody) + " bytes"));
         return 0;
       }
       if (length == 0) {
-        respond(wsi, exchange, http_handler_(exchange.request));
+        dispatch(id);
       } else {
         exchange.request.body.reserve(static_cast<std::size_t>(length));
       }
@@ -232,48 +255,127 @@ int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void
     }
 
     case LWS_CALLBACK_HTTP_BODY: {
-      auto it = http_.find(wsi);
-      if (it == http_.end() || it->second.responding) return 0;
-      HttpExchange& exchange = it->second;
-      if (exchange.request.body.size() + len > kMaxRequestBody) {
-        exchange.close_after = true;
-        respond(wsi, exchange, error_response(413, Errc::kTooLarge, "request body too large"));
+      HttpExchange* exchange = exchange_of(wsi);
+      if (exchange == nullptr || exchange->dispatched || exchange->responding) return 0;
+      if (exchange->request.body.size() + len > kMaxRequestBody) {
+        exchange->close_after = true;
+        respond(*exchange, error_response(413, Errc::kTooLarge, "request body too large"));
         return 0;
       }
-      exchange.request.body.append(static_cast<const char*>(in), len);
+      exchange->request.body.append(static_cast<const char*>(in), len);
       return 0;
     }
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-      auto it = http_.find(wsi);
-      if (it == http_.end() || it->second.responding) return 0;
-      respond(wsi, it->second, http_handler_(it->second.request));
+      // lws also reports completion for a POST with "Content-Length: 0", already dispatched.
+      HttpExchange* exchange = exchange_of(wsi);
+      if (exchange == nullptr || exchange->dispatched || exchange->responding) return 0;
+      dispatch(exchange_by_wsi_.at(wsi));
       return 0;
     }
 
     case LWS_CALLBACK_HTTP_WRITEABLE: return write_http(wsi);
 
     case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: http_.erase(wsi); return 0;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: forget_exchange(wsi); return 0;
 
     default: break;
   }
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-void HttpsServer::respond(lws* wsi, HttpExchange& exchange, HttpResponse response) {
+HttpsServer::HttpExchange* HttpsServer::exchange_of(lws* wsi) {
+  auto it = exchange_by_wsi_.find(wsi);
+  if (it == exchange_by_wsi_.end()) return nullptr;
+  auto ex = exchanges_.find(it->second);
+  return ex == exchanges_.end() ? nullptr : &ex->second;
+}
+
+void HttpsServer::forget_exchange(lws* wsi) {
+  auto it = exchange_by_wsi_.find(wsi);
+  if (it == exchange_by_wsi_.end()) return;
+  exchanges_.erase(it->second);
+  exchange_by_wsi_.erase(it);
+}
+
+void HttpsServer::dispatch(ExchangeId id) {
+  auto it = exchanges_.find(id);
+  if (it == exchanges_.end()) return;
+  HttpExchange& exchange = it->second;
+  exchange.dispatched = true;
+  exchange.deadline = SteadyClock::now() + options_.max_response_wait;
+  HttpRespond answer = [alive = std::weak_ptr<HttpsServer*>(alive_), id](HttpResponse response) {
+    if (auto self = alive.lock()) (*self)->deliver(id, std::move(response));
+  };
+  // The request stays where it is while the handler runs: map nodes do not move.
+  http_handler_(exchange.request, std::move(answer));
+  auto again = exchanges_.find(id);
+  if (again == exchanges_.end() || again->second.responding) return;
+  // It waits (for a device). lws put a timeout on the request's arrival that would cut the
+  // connection while it waits; our own deadline answers 504 instead.
+  lws_set_timeout(again->second.wsi, NO_PENDING_TIMEOUT, 0);
+  arm_exchange_timer();
+}
+
+void HttpsServer::deliver(ExchangeId id, HttpResponse response) {
+  if (stopping_) return;
+  auto it = exchanges_.find(id);
+  if (it == exchanges_.end()) {
+    log::debug("dropped the answer to a request whose connection is gone (" +
+               std::to_string(response.status) + ")");
+    return;
+  }
+  if (it->second.responding) return;  // answered already (504 after the wait)
+  respond(it->second, std::move(response));
+}
+
+void HttpsServer::arm_exchange_timer() {
+  if (!exchange_timer_ || exchange_timer_->pending()) return;
+  std::optional<SteadyClock::time_point> next;
+  for (const auto& [id, exchange] : exchanges_) {
+    if (!exchange.dispatched || exchange.responding) continue;
+    if (!next || exchange.deadline < *next) next = exchange.deadline;
+  }
+  if (!next) return;
+  const auto delay = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::max(*next - SteadyClock::now(), SteadyClock::duration::zero()));
+  // Rounded up so that the exchange is due when the timer fires.
+  exchange_timer_->schedule(delay + std::chrono::milliseconds(1));
+}
+
+void HttpsServer::expire_exchanges() {
+  // A timer callback: nothing may escape into lws.
+  try {
+    const auto now = SteadyClock::now();
+    for (auto& [id, exchange] : exchanges_) {
+      if (!exchange.dispatched || exchange.responding || exchange.deadline > now) continue;
+      log::warning(exchange.request.method + " " + exchange.request.path.substr(0, 200) +
+                   " got no answer in time; answering 504");
+      respond(exchange, error_response(504, Errc::kTimeout, "the server got no answer in time"));
+    }
+    arm_exchange_timer();
+  } catch (const std::exception& e) {
+    log::error(std::string("expiring HTTP requests failed: ") + e.what());
+  } catch (...) {
+    log::error("expiring HTTP requests failed");
+  }
+}
+
+void HttpsServer::respond(HttpExchange& exchange, HttpResponse response) {
   log::debug(exchange.request.method + " " + exchange.request.path.substr(0, 200) + " from " +
              exchange.request.peer_address + ": " + std::to_string(response.status));
   exchange.response = std::move(response);
   exchange.responding = true;
   if (exchange.request.method == "HEAD") exchange.response.body.clear();
-  lws_callback_on_writable(wsi);
+  // A client that stops reading does not hold the connection forever.
+  lws_set_timeout(exchange.wsi, PENDING_TIMEOUT_USER_OK, kHttpWriteTimeoutSeconds);
+  lws_callback_on_writable(exchange.wsi);
 }
 
 int HttpsServer::write_http(lws* wsi) {
-  auto it = http_.find(wsi);
-  if (it == http_.end() || !it->second.responding) return 0;
-  HttpExchange& exchange = it->second;
+  HttpExchange* found = exchange_of(wsi);
+  if (found == nullptr || !found->responding) return 0;
+  HttpExchange& exchange = *found;
   const HttpResponse& response = exchange.response;
 
   if (!exchange.headers_sent) {
@@ -320,7 +422,7 @@ int HttpsServer::write_http(lws* wsi) {
     }
   }
   const bool close_after = exchange.close_after;
-  http_.erase(it);
+  forget_exchange(wsi);
   if (close_after) return -1;
   return lws_http_transaction_completed(wsi) != 0 ? -1 : 0;
 }

@@ -2,12 +2,18 @@
 // serving HTTP requests (handed to an HttpHandler as plain values) and UP WebSockets at /up
 // (handed to the DeviceHub). It owns the event loop; it never owns a wsi: pointers to them
 // live only between their open and close callbacks.
+//
+// A handler may answer later (a device command waits for the device). Each request is an
+// exchange with an id of its own, so that an answer for a connection that closed meanwhile
+// (whose wsi lws may already have reused) finds nothing and is dropped; an exchange that
+// waits longer than `max_response_wait` is answered 504.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -30,12 +36,14 @@ struct HttpsServerOptions {
   std::chrono::seconds ping_interval{30};
   std::size_t max_queued_messages = 256;
   std::size_t max_queued_bytes = 8 * 1024 * 1024;
+  // How long a request may wait for its handler's answer before it is answered 504. The
+  // server sets it a little above the hub's request timeout, so that the hub's own, more
+  // precise answer (the device did not answer) normally comes first.
+  std::chrono::milliseconds max_response_wait{std::chrono::seconds(35)};
 };
 
 class HttpsServer final : public UpTransport {
  public:
-  using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
-
   explicit HttpsServer(HttpsServerOptions options);
   ~HttpsServer() override;
   HttpsServer(const HttpsServer&) = delete;
@@ -55,12 +63,21 @@ class HttpsServer final : public UpTransport {
   void send(ConnectionId connection, std::string text) override;
   void close(ConnectionId connection, int code, const std::string& reason) override;
   [[nodiscard]] std::size_t up_connection_count() const noexcept { return up_.size(); }
+  // Requests handed to the handler and not answered yet.
+  [[nodiscard]] std::size_t waiting_exchange_count() const noexcept;
+  // Requests handed to the handler whose answer is not written out yet (waiting included).
+  [[nodiscard]] std::size_t open_exchange_count() const noexcept;
 
  private:
+  using ExchangeId = std::uint64_t;
+  using SteadyClock = std::chrono::steady_clock;
   struct HttpExchange {
+    lws* wsi = nullptr;
     HttpRequest request;
-    bool responding = false;
+    bool dispatched = false;  // handed to the handler
+    bool responding = false;  // the response is set and being written
     bool close_after = false;
+    SteadyClock::time_point deadline{};
     HttpResponse response;
     bool headers_sent = false;
     std::size_t body_sent = 0;
@@ -84,7 +101,15 @@ class HttpsServer final : public UpTransport {
   int on_http(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
   int on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* session, void* in,
             std::size_t len);
-  void respond(lws* wsi, HttpExchange& exchange, HttpResponse response);
+  HttpExchange* exchange_of(lws* wsi);
+  void dispatch(ExchangeId id);
+  // The handler's answer (or ours) for exchange `id`; dropped when the exchange is gone or
+  // already answered.
+  void deliver(ExchangeId id, HttpResponse response);
+  void respond(HttpExchange& exchange, HttpResponse response);
+  void forget_exchange(lws* wsi);
+  void arm_exchange_timer();
+  void expire_exchanges();
   int write_http(lws* wsi);
   int write_up(lws* wsi, UpSessionData* session);
   void load_client_cas(SSL_CTX* ctx);
@@ -96,10 +121,18 @@ class HttpsServer final : public UpTransport {
   lws_protocols protocols_[3]{};
   lws_retry_bo_t retry_{};
   std::vector<ssl::X509Ptr> client_cas_;
-  std::unordered_map<lws*, HttpExchange> http_;
+  std::unordered_map<ExchangeId, HttpExchange> exchanges_;
+  std::unordered_map<lws*, ExchangeId> exchange_by_wsi_;  // the exchange open on a connection
+  ExchangeId next_exchange_id_ = 1;
   std::unordered_map<ConnectionId, UpConnection> up_;
   ConnectionId next_connection_id_ = 1;
+  bool stopping_ = false;
+  // Answers handed out to handlers hold this weakly: one that comes after this object is
+  // gone does nothing.
+  std::shared_ptr<HttpsServer*> alive_ = std::make_shared<HttpsServer*>(this);
   LwsContextPtr context_;
+  // Declared after the context: destroyed (cancelled) before it.
+  std::unique_ptr<LwsTimer> exchange_timer_;
 };
 
 // The device id (SPKI SHA-256) of the client certificate on a TLS connection.

@@ -1,11 +1,13 @@
-// What the REST API needs from the UP hub: the live state of a device's channel, and a way
-// to cut it (revocation).
+// What the REST API needs from the UP hub: the live state of a device's channel, a way to
+// cut it (revocation), and requests to the device whose results come back later.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
+#include "common/Result.h"
 #include "protocol/UpMessage.h"
 
 namespace tether::server {
@@ -17,6 +19,11 @@ struct LiveDeviceState {
   std::string connected_via = "direct";
 };
 
+// Called exactly once with the device's result (ok or the device's own error), or with an
+// error of the server's: kUnavailable (the device is offline, or its channel closed before
+// it answered), kTimeout (no answer within the hub's request timeout).
+using RequestDone = std::function<void(Result<protocol::ResultBody>)>;
+
 class LiveDevices {
  public:
   virtual ~LiveDevices() = default;
@@ -24,6 +31,9 @@ class LiveDevices {
   [[nodiscard]] virtual std::optional<LiveDeviceState> live_state(const std::string& id) const = 0;
   // Closes the device's channel (if open) with a WebSocket close code.
   virtual void disconnect(const std::string& id, int close_code, const std::string& reason) = 0;
+  // Sends a request (command, settings, ...) on the device's channel. When the device is
+  // offline, `done` runs before this returns; otherwise later, from the event loop.
+  virtual void request(const std::string& id, protocol::UpBody body, RequestDone done) = 0;
 };
 
 // WebSocket close codes the server uses on UP channels (protocol/UpMessage.h).

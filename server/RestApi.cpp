@@ -30,14 +30,50 @@ protocol::JsonLimits request_limits() {
   return limits;
 }
 
+// Settings changes may carry up to 256 keys in one object.
+protocol::JsonLimits settings_request_limits() {
+  protocol::JsonLimits limits = request_limits();
+  limits.max_object_members = kMaxSettings;
+  limits.max_array_items = kMaxSettings;
+  return limits;
+}
+
 HttpResponse from_error(const Error& error) {
   return error_response(http_status_for(error.code), error.code, error.message);
 }
 
+// Why a device said nothing (RestApi::DeviceAnswer's errors).
+HttpResponse device_failure(const Error& error) {
+  switch (error.code) {
+    case Errc::kConflict: return error_response(409, Errc::kConflict, error.message);
+    case Errc::kTimeout: return error_response(504, Errc::kTimeout, error.message);
+    case Errc::kUnavailable: return error_response(502, Errc::kUnavailable, error.message);
+    default: return from_error(error);
+  }
+}
+
+std::string device_error_code(const protocol::ResultBody& result) {
+  return result.error ? result.error->code : std::string(errc_name(Errc::kInternal));
+}
+
+std::string device_error_message(const protocol::ResultBody& result) {
+  return result.error ? result.error->message : "it gave no reason";
+}
+
+json object_or_null(const json& data, const char* key) {
+  auto it = data.find(key);
+  return it != data.end() && it->is_object() ? *it : json(nullptr);
+}
+
+HttpResponse internal_error() {
+  return error_response(500, Errc::kInternal, "the server failed");
+}
+
 // The request body as a JSON object; an empty body is an empty object.
-Result<json> parse_body(const HttpRequest& request) {
+Result<json> parse_body(const HttpRequest& request,
+                        const protocol::JsonLimits& limits = request_limits()) {
   if (request.body.empty()) return json::object();
-  TETHER_ASSIGN_OR_RETURN(json doc, protocol::parse_limited_json(request.body, request_limits()));
+  TETHER_ASSIGN_OR_RETURN(json doc, protocol::parse_limited_json(request.body, limits));
   if (!doc.is_object()) {
     return make_error(Errc::kWrongType, "the request body must be a JSON object, not " +
                                             std::string(protocol::json_type_name(doc)));
@@ -78,28 +114,64 @@ bool valid_device_id(const std::string& id) {
 
 }  // namespace
 
+// Shares one HttpRespond among copies and calls it at most once: whichever of a handler's
+// paths answers first (its result, or a 500 after an exception) wins.
+class RestApi::Responder {
+ public:
+  explicit Responder(HttpRespond respond) : state_(std::make_shared<State>()) {
+    state_->respond = std::move(respond);
+  }
+  void operator()(HttpResponse response) const {
+    if (state_->answered) return;
+    state_->answered = true;
+    HttpRespond respond = std::move(state_->respond);
+    if (respond) respond(std::move(response));
+  }
+
+ private:
+  struct State {
+    HttpRespond respond;
+    bool answered = false;
+  };
+  std::shared_ptr<State> state_;
+};
+
 RestApi::RestApi(Store& store, EnrollmentService& enrollment, LiveDevices& live,
                  AdminToken admin_token)
     : store_(store), enrollment_(enrollment), live_(live), admin_token_(std::move(admin_token)) {}
 
-HttpResponse RestApi::handle(const HttpRequest& request) noexcept {
+RestApi::~RestApi() = default;
+
+void RestApi::handle(const HttpRequest& request, HttpRespond respond) noexcept {
+  std::optional<Responder> responder;
   try {
-    return route(request);
+    responder.emplace(std::move(respond));
+    if (auto response = route(request, *responder)) (*responder)(std::move(*response));
+    return;
   } catch (const std::exception& e) {
     log::error("REST " + request.method + " " + request.path + " failed: " + e.what());
   } catch (...) {
     log::error("REST " + request.method + " " + request.path + " failed");
   }
   try {
-    return error_response(500, Errc::kInternal, "the server failed");
+    if (responder) (*responder)(internal_error());
   } catch (...) {
-    HttpResponse r;
-    r.status = 500;
-    return r;
+    // Out of memory while answering: the listener's deadline answers instead.
   }
 }
 
-HttpResponse RestApi::route(const HttpRequest& request) {
+std::optional<HttpResponse> RestApi::handle_now(const HttpRequest& request) noexcept {
+  try {
+    // Shared, not on this stack: an answer that comes after we returned lands here unread.
+    auto slot = std::make_shared<std::optional<HttpResponse>>();
+    handle(request, [slot](HttpResponse response) { *slot = std::move(response); });
+    return std::move(*slot);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::optional<HttpResponse> RestApi::route(const HttpRequest& request, const Responder& respond) {
   if (request.path.rfind(kApiPrefix, 0) != 0) {
     return error_response(404, Errc::kNotFound, "no such resource: " + request.path.substr(0, 200));
   }
@@ -145,6 +217,21 @@ HttpResponse RestApi::route(const HttpRequest& request) {
     if (method != "POST") return method_not_allowed("POST");
     if (auto denied = require_admin()) return *denied;
     return revoke_device(parts[1], false);
+  }
+  if (parts.size() == 3 && parts[0] == "devices" &&
+      (parts[2] == "reboot" || parts[2] == "poweroff")) {
+    if (method != "POST") return method_not_allowed("POST");
+    if (auto denied = require_admin()) return *denied;
+    return power_action(
+        request, parts[1],
+        parts[2] == "reboot" ? protocol::CommandName::kReboot : protocol::CommandName::kPowerOff,
+        respond);
+  }
+  if (parts.size() == 3 && parts[0] == "devices" && parts[2] == "settings") {
+    if (method != "GET" && method != "PUT") return method_not_allowed("GET, PUT");
+    if (auto denied = require_admin()) return *denied;
+    if (method == "GET") return get_settings(parts[1], respond);
+    return put_settings(request, parts[1], respond);
   }
   return error_response(404, Errc::kNotFound, "no such resource: " + request.path.substr(0, 200));
 }
@@ -227,6 +314,7 @@ json RestApi::device_json(const DeviceRecord& d, bool with_details) const {
     j["inventory"] = parsed_or_null(d.inventory_json);
     j["status"] =
         parsed_or_null(live && !live->status_json.empty() ? live->status_json : d.status_json);
+    j["settings_error"] = d.settings_error.empty() ? json(nullptr) : json(d.settings_error);
   }
   return j;
 }
@@ -240,31 +328,211 @@ HttpResponse RestApi::list_devices() {
 }
 
 HttpResponse RestApi::show_device(const std::string& id) {
-  if (!valid_device_id(id)) {
-    return error_response(404, Errc::kNotFound, "no device " + id.substr(0, 64));
-  }
-  auto device = store_.find_device(id);
+  auto device = find_device(id);
   if (!device.ok()) return from_error(device.error());
-  if (!*device || (*device)->deleted)
-    return error_response(404, Errc::kNotFound, "no device " + id);
-  return json_response(200, device_json(**device, true));
+  return json_response(200, device_json(*device, true));
 }
 
 HttpResponse RestApi::revoke_device(const std::string& id, bool also_delete) {
-  if (!valid_device_id(id)) {
-    return error_response(404, Errc::kNotFound, "no device " + id.substr(0, 64));
-  }
-  auto device = store_.find_device(id);
+  auto device = find_device(id);
   if (!device.ok()) return from_error(device.error());
-  if (!*device || (*device)->deleted)
-    return error_response(404, Errc::kNotFound, "no device " + id);
   auto revoked = store_.revoke_device(id, also_delete);
   if (!revoked.ok()) return from_error(revoked.error());
   live_.disconnect(id, kCloseRevoked, also_delete ? "deleted" : "revoked");
   log::notice(std::string("device ") + (also_delete ? "deleted: " : "revoked: ") + id);
   if (also_delete) return json_response(200, {{"deleted", id}});
-  (*device)->revoked = true;
-  return json_response(200, device_json(**device, false));
+  device->revoked = true;
+  return json_response(200, device_json(*device, false));
+}
+
+Result<DeviceRecord> RestApi::find_device(const std::string& id) {
+  if (!valid_device_id(id)) return make_error(Errc::kNotFound, "no device " + id.substr(0, 64));
+  TETHER_ASSIGN_OR_RETURN(auto device, store_.find_device(id));
+  if (!device || device->deleted) return make_error(Errc::kNotFound, "no device " + id);
+  return std::move(*device);
+}
+
+void RestApi::ask_device(const std::string& id, protocol::UpBody body, const Responder& respond,
+                         DeviceAnswer answer) {
+  // Until request() returns, an answer of kUnavailable means the device was never asked: it
+  // is offline (a conflict with its state), not that it went away meanwhile.
+  auto asked = std::make_shared<bool>(false);
+  live_.request(
+      id, std::move(body),
+      [asked, respond, answer = std::move(answer),
+       alive = std::weak_ptr<RestApi*>(alive_)](Result<protocol::ResultBody> result) {
+        // Runs from the event loop (a device's message, a timer): nothing may escape.
+        try {
+          const auto self = alive.lock();
+          if (!self) {
+            respond(error_response(503, Errc::kUnavailable, "the server is stopping"));
+            return;
+          }
+          if (!result.ok() && result.error().code == Errc::kUnavailable && !*asked) {
+            result = make_error(Errc::kConflict, result.error().message);
+          }
+          respond(answer(result));
+        } catch (const std::exception& e) {
+          log::error(std::string("REST answer after a device's result failed: ") + e.what());
+          try {
+            respond(internal_error());
+          } catch (...) {
+            // As in handle().
+          }
+        } catch (...) {
+          log::error("REST answer after a device's result failed");
+          try {
+            respond(internal_error());
+          } catch (...) {
+            // As in handle().
+          }
+        }
+      });
+  *asked = true;
+}
+
+std::optional<HttpResponse> RestApi::power_action(const HttpRequest& request, const std::string& id,
+                                                  protocol::CommandName action,
+                                                  const Responder& respond) {
+  auto body = parse_body(request);  // no fields yet; still refused when malformed
+  if (!body.ok()) return from_error(body.error());
+  auto device = find_device(id);
+  if (!device.ok()) return from_error(device.error());
+  const std::string name(protocol::command_name(action));
+  protocol::Command command;
+  command.name = action;
+  ask_device(
+      id, command, respond, [id, name](const Result<protocol::ResultBody>& result) -> HttpResponse {
+        if (!result.ok()) {
+          log::notice(name + " of device " + id + ": " + result.error().message);
+          return device_failure(result.error());
+        }
+        if (!result->ok) {
+          const std::string message = device_error_message(*result);
+          log::notice(name + " of device " + id + " refused by the device: " + message);
+          return error_response(502, device_error_code(*result),
+                                "the device could not " + name + ": " + message);
+        }
+        log::notice(name + " of device " + id + ": the device accepted");
+        return json_response(200, {{"device", id}, {"action", name}, {"result", result->data}});
+      });
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> RestApi::get_settings(const std::string& id, const Responder& respond) {
+  auto device = find_device(id);
+  if (!device.ok()) return from_error(device.error());
+  SettingsValues server;
+  if (device->settings_json) {
+    auto stored = settings_from_json(*device->settings_json);
+    if (!stored.ok()) {
+      return error_response(500, Errc::kInternal,
+                            "the stored settings of device " + id + ": " + stored.error().message);
+    }
+    server = std::move(stored).value();
+  }
+  json base = {{"server", server},
+               {"effective", nullptr},
+               {"origins", nullptr},
+               {"online", false},
+               {"settings_error",
+                device->settings_error.empty() ? json(nullptr) : json(device->settings_error)}};
+  protocol::Command command;
+  command.name = protocol::CommandName::kGetSettings;
+  ask_device(id, command, respond,
+             [base](const Result<protocol::ResultBody>& result) mutable -> HttpResponse {
+               // The server's document is worth showing whatever the device said.
+               if (!result.ok()) {
+                 if (result.error().code != Errc::kConflict) {
+                   base["online"] = result.error().code == Errc::kTimeout;
+                   base["effective_error"] = result.error().message;
+                 }
+                 return json_response(200, base);
+               }
+               base["online"] = true;
+               if (!result->ok) {
+                 base["effective_error"] =
+                     device_error_code(*result) + ": " + device_error_message(*result);
+                 return json_response(200, base);
+               }
+               base["effective"] = object_or_null(result->data, "values");
+               base["origins"] = object_or_null(result->data, "origins");
+               return json_response(200, base);
+             });
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> RestApi::put_settings(const HttpRequest& request, const std::string& id,
+                                                  const Responder& respond) {
+  auto device = find_device(id);
+  if (!device.ok()) return from_error(device.error());
+  auto body = parse_body(request, settings_request_limits());
+  if (!body.ok()) return from_error(body.error());
+  auto change = parse_settings_change(*body);
+  if (!change.ok()) return from_error(change.error());
+  SettingsValues current;
+  if (device->settings_json) {
+    auto stored = settings_from_json(*device->settings_json);
+    if (!stored.ok()) {
+      return error_response(500, Errc::kInternal,
+                            "the stored settings of device " + id + ": " + stored.error().message);
+    }
+    current = std::move(stored).value();
+  }
+  auto merged = apply_settings_change(std::move(current), *change);
+  if (!merged.ok()) return from_error(merged.error());
+  if (settings_in_flight_.count(id) != 0) {
+    return error_response(409, Errc::kConflict,
+                          "another settings change for device " + id +
+                              " is waiting for the device's answer; try again when it is done");
+  }
+  settings_in_flight_.insert(id);
+  const std::string document = settings_to_json(*merged);
+  protocol::Settings settings;
+  settings.values = std::move(merged).value();
+  ask_device(
+      id, std::move(settings), respond,
+      [this, id, document](const Result<protocol::ResultBody>& result) -> HttpResponse {
+        settings_in_flight_.erase(id);
+        if (!result.ok() && result.error().code == Errc::kConflict) {
+          // Offline: kept, and pushed after the device's next hello.
+          if (auto stored = store_.update_settings(id, document); !stored.ok()) {
+            return from_error(stored.error());
+          }
+          log::notice("settings of device " + id + " stored; pushed when it is next online");
+          return json_response(202, {{"applied", false}, {"pending", true}});
+        }
+        if (!result.ok()) {
+          // The device may or may not have applied them; the stored document stays as it
+          // was, and the next hello pushes that one.
+          log::notice("settings of device " + id + ": " + result.error().message);
+          return device_failure(result.error());
+        }
+        if (!result->ok) {
+          const std::string code = device_error_code(*result);
+          const std::string message =
+              "the device refused the settings: " + device_error_message(*result);
+          log::notice("settings of device " + id + ": " + message);
+          const int status = code == errc_name(Errc::kPermissionDenied) ? 409
+                             : code == errc_name(Errc::kBadValue)       ? 400
+                                                                        : 502;
+          return error_response(status, code, message);
+        }
+        if (auto stored = store_.update_settings(id, document); !stored.ok()) {
+          log::error("device " + id +
+                     " applied its settings but they cannot be stored: " + stored.error().message);
+          return error_response(500, Errc::kInternal,
+                                "the device applied the settings but the server could not store "
+                                "them: " +
+                                    stored.error().message);
+        }
+        log::notice("settings of device " + id + " applied");
+        json changed = object_or_null(result->data, "changed");
+        return json_response(200, {{"applied", true},
+                                   {"changed", changed.is_null() ? json::object() : changed},
+                                   {"effective", object_or_null(result->data, "values")}});
+      });
+  return std::nullopt;
 }
 
 }  // namespace tether::server

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <ctime>
+#include <exception>
 
 #include "common/FileIo.h"
 #include "common/Log.h"
@@ -16,6 +17,7 @@ using namespace std::chrono_literals;
 
 constexpr auto kTick = 1s;
 constexpr auto kShutdownGrace = 3s;
+constexpr auto kResponseWaitMargin = 5s;
 // Used or expired tokens are kept this long for the record, then forgotten.
 constexpr std::int64_t kTokenRetentionSeconds = 7 * 86400;
 
@@ -104,18 +106,23 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
   https.key_path = server->ca_->server_key_path();
   https.client_ca_pems = server->ca_->trusted_pems();
   https.ping_interval = settings.ping_interval;
+  // Above the hub's request timeout (expired by the one-second tick), so that a device that
+  // does not answer gets the hub's precise 504 first; this is the backstop.
+  https.max_response_wait = settings.request_timeout + kResponseWaitMargin;
   server->https_ = std::make_unique<HttpsServer>(https);
 
   HubSettings hub;
   hub.status_interval = settings.status_interval;
+  hub.request_timeout = settings.request_timeout;
   server->hub_ = std::make_unique<DeviceHub>(*server->store_, *server->ca_, *server->https_, hub);
   server->rest_ = std::make_unique<RestApi>(*server->store_, *server->enrollment_, *server->hub_,
                                             std::move(admin));
 
   Server* self = server.get();
   server->https_->set_hub(server->hub_.get());
-  server->https_->set_http_handler(
-      [self](const HttpRequest& request) { return self->rest_->handle(request); });
+  server->https_->set_http_handler([self](const HttpRequest& request, HttpRespond respond) {
+    self->rest_->handle(request, std::move(respond));
+  });
   server->https_->set_wake_handler([self] { self->on_wake(); });
   return server;
 }
@@ -147,8 +154,10 @@ int Server::run() {
 
   while (!done_) {
     if (lws_service(https_->context(), 0) < 0) break;
-    if (stopping_ &&
-        (https_->up_connection_count() == 0 || SteadyClock::now() >= shutdown_deadline_)) {
+    // Stopping: the channels close, and the answers to requests that were waiting for a
+    // device (failed by close_all) go out, within the grace period.
+    if (stopping_ && ((https_->up_connection_count() == 0 && https_->open_exchange_count() == 0) ||
+                      SteadyClock::now() >= shutdown_deadline_)) {
       done_ = true;
     }
   }
@@ -171,7 +180,7 @@ void Server::begin_shutdown() {
               " device channel(s)");
   hub_->close_all(kCloseRestarting, protocol::kRestartCloseReason);
   flush_activity();
-  if (https_->up_connection_count() == 0) done_ = true;
+  if (https_->up_connection_count() == 0 && https_->open_exchange_count() == 0) done_ = true;
 }
 
 void Server::flush_activity() {
@@ -181,11 +190,19 @@ void Server::flush_activity() {
 }
 
 void Server::on_tick() {
-  const auto now = SteadyClock::now();
-  hub_->expire_requests(now);
-  if (now >= next_flush_) {
-    flush_activity();
-    next_flush_ = now + settings_.flush_interval;
+  // A timer callback from lws: expiring requests runs the REST API's answers, and nothing
+  // may escape into C.
+  try {
+    const auto now = SteadyClock::now();
+    hub_->expire_requests(now);
+    if (now >= next_flush_) {
+      flush_activity();
+      next_flush_ = now + settings_.flush_interval;
+    }
+  } catch (const std::exception& e) {
+    log::error(std::string("periodic work failed: ") + e.what());
+  } catch (...) {
+    log::error("periodic work failed");
   }
   tick_->schedule(kTick);
 }

@@ -60,6 +60,9 @@ const ConfigSchema& server_config_schema() {
        3600 * kSecond},
       {"up.status_interval", SettingType::kDuration, "60s",
        "how often agents send status (told to them in HelloAck)", 5 * kSecond, kDay},
+      {"up.request_timeout", SettingType::kDuration, "30s",
+       "how long the server waits for a device's answer to a command or settings change", kSecond,
+       300 * kSecond},
       {"up.flush_interval", SettingType::kDuration, "60s",
        "how often last-seen times and status reports are written to the database", kSecond, kDay},
       {"log.level",
@@ -117,6 +120,7 @@ Result<ServerSettings> settings_from_config(const Config& config, std::string st
   s.enroll_rate_per_minute = static_cast<int>(config.integer("enroll.rate_per_minute"));
   s.ping_interval = seconds_of(config, "up.ping_interval");
   s.status_interval = seconds_of(config, "up.status_interval");
+  s.request_timeout = seconds_of(config, "up.request_timeout");
   s.flush_interval = config.duration("up.flush_interval");
   if (!log::parse_level(config.string("log.level"), s.log_level)) {
     return make_error(Errc::kBadValue, "log.level: unknown level");

@@ -32,6 +32,7 @@ struct ServerSettings {
   int enroll_rate_per_minute = 30;
   std::chrono::seconds ping_interval{0};
   std::chrono::seconds status_interval{0};
+  std::chrono::seconds request_timeout{30};
   std::chrono::milliseconds flush_interval{0};
   log::Level log_level = log::Level::kInfo;
 };

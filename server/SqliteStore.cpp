@@ -48,6 +48,11 @@ CREATE TABLE enrollment_tokens (
 );
 CREATE INDEX enrollment_tokens_expiry ON enrollment_tokens (expires_at);
 )sql",
+    // 2: the settings document the server manages per device, and the device's refusal.
+    R"sql(
+ALTER TABLE devices ADD COLUMN settings TEXT;
+ALTER TABLE devices ADD COLUMN settings_error TEXT;
+)sql",
 };
 
 // Agent-supplied strings are bounded by the protocol decoders already; these caps keep the
@@ -58,6 +63,7 @@ constexpr std::size_t kMaxOs = 512;
 constexpr std::size_t kMaxAddress = 64;
 constexpr std::size_t kMaxMacs = 64;
 constexpr std::size_t kMaxJson = 512 * 1024;
+constexpr std::size_t kMaxSettingsError = 4096;
 
 std::string cap(std::string_view text, std::size_t max) {
   if (text.size() <= max) return std::string(text);
@@ -180,7 +186,7 @@ class Transaction {
 
 constexpr const char* kDeviceColumns =
     "id, name, hostname, agent_version, os, macs, address, first_seen, last_seen, cert_serial, "
-    "cert_expires, revoked, deleted, online_key, inventory, status";
+    "cert_expires, revoked, deleted, online_key, inventory, status, settings, settings_error";
 
 std::string macs_to_json(const std::vector<std::string>& macs) {
   nlohmann::json arr = nlohmann::json::array();
@@ -216,6 +222,8 @@ DeviceRecord read_device(const Statement& s) {
   d.online_key = s.text(13);
   d.inventory_json = s.text(14);
   d.status_json = s.text(15);
+  if (!s.is_null(16)) d.settings_json = s.text(16);
+  d.settings_error = s.text(17);
   return d;
 }
 
@@ -399,6 +407,31 @@ Status SqliteStore::update_inventory(const std::string& id, const std::string& i
       auto stmt, Statement::prepare(db_.get(), "UPDATE devices SET inventory = ?1 WHERE id = ?2"));
   stmt.bind(1, inventory_json).bind(2, id);
   return stmt.run();
+}
+
+Status SqliteStore::update_settings(const std::string& id, const std::string& settings_json) {
+  if (settings_json.size() > kMaxJson) {
+    return make_error(Errc::kTooLarge, "settings document too large to store");
+  }
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(),
+                         "UPDATE devices SET settings = ?1, settings_error = NULL WHERE id = ?2"));
+  stmt.bind(1, settings_json).bind(2, id);
+  TETHER_TRY(stmt.run());
+  if (sqlite3_changes(db_.get()) != 1) return make_error(Errc::kNotFound, "no device " + id);
+  return {};
+}
+
+Status SqliteStore::set_settings_error(const std::string& id, const std::string& error) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(),
+                                             "UPDATE devices SET settings_error = nullif(?1, '') "
+                                             "WHERE id = ?2"));
+  stmt.bind(1, cap(error, kMaxSettingsError)).bind(2, id);
+  TETHER_TRY(stmt.run());
+  if (sqlite3_changes(db_.get()) != 1) return make_error(Errc::kNotFound, "no device " + id);
+  return {};
 }
 
 Status SqliteStore::record_activity(const std::vector<DeviceActivity>& batch) {

@@ -33,6 +33,8 @@ class SqliteStore final : public Store {
   Status update_certificate(const std::string& id, const std::string& serial,
                             std::int64_t expires) override;
   Status update_inventory(const std::string& id, const std::string& inventory_json) override;
+  Status update_settings(const std::string& id, const std::string& settings_json) override;
+  Status set_settings_error(const std::string& id, const std::string& error) override;
   Status record_activity(const std::vector<DeviceActivity>& batch) override;
   Result<bool> revoke_device(const std::string& id, bool also_delete) override;
   Status insert_enrollment_token(const EnrollmentTokenRecord& token) override;

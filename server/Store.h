@@ -28,6 +28,12 @@ struct DeviceRecord {
   std::string online_key;      // 64 hex digits, made once per device
   std::string inventory_json;  // "" when none yet
   std::string status_json;     // "" when none yet
+  // The settings document the server manages for the device (a JSON object, see
+  // SettingsDocument.h); nullopt when an admin never set any, so nothing is pushed.
+  std::optional<std::string> settings_json;
+  // Why the device refused the stored document when it was pushed after hello; "" if it
+  // did not (or it has not been pushed yet).
+  std::string settings_error;
 };
 
 struct EnrollmentTokenRecord {
@@ -93,6 +99,13 @@ class Store {
                                                   std::int64_t expires) = 0;
   [[nodiscard]] virtual Status update_inventory(const std::string& id,
                                                 const std::string& inventory_json) = 0;
+  // Stores the device's settings document and clears settings_error (nothing is known yet
+  // about how the device takes the new document). kNotFound when there is no such device.
+  [[nodiscard]] virtual Status update_settings(const std::string& id,
+                                               const std::string& settings_json) = 0;
+  // Records why the device refused its settings ("" clears). kNotFound as above.
+  [[nodiscard]] virtual Status set_settings_error(const std::string& id,
+                                                  const std::string& error) = 0;
   // Writes a batch in one transaction.
   [[nodiscard]] virtual Status record_activity(const std::vector<DeviceActivity>& batch) = 0;
   // Marks a device revoked (and deleted when `also_delete`); false when there is no such device.

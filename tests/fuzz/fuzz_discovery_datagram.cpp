@@ -24,6 +24,8 @@ tether::Result<std::vector<std::uint8_t>> reencode(const Datagram& d) {
         if constexpr (std::is_same_v<T, RegisterRequest>) return encode_register_request(v);
         if constexpr (std::is_same_v<T, RegisterReply>)
           return encode_register_reply(v, kMaxDatagramSize);
+        if constexpr (std::is_same_v<T, TokenRequest>) return encode_token_request(v);
+        if constexpr (std::is_same_v<T, TokenReply>) return encode_token_reply(v);
       },
       d);
 }

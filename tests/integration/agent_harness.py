@@ -1,6 +1,7 @@
 """Drives the real tether-agent (and the fleet simulator) for integration tests."""
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -12,8 +13,12 @@ from tether_harness import bin_dir, wait_until
 class Agent:
     """One tether-agent with a private state directory and no config file of the machine's."""
 
-    def __init__(self, state_dir, settings=None):
+    def __init__(self, state_dir, settings=None, env=None, prefix=()):
+        """`env`: extra environment (e.g. DBUS_SYSTEM_BUS_ADDRESS); `prefix`: a command to run
+        the agent under (e.g. ["ip", "netns", "exec", "ns1"])."""
         self.state_dir = Path(state_dir)
+        self.env = dict(env or {})
+        self.prefix = list(prefix)
         self.conf = self.state_dir.parent / (self.state_dir.name + ".conf")
         self.settings = {"connection.backoff_base": "200ms", "connection.backoff_cap": "5s",
                          "connection.restart_spread": "2s", **(settings or {})}
@@ -25,8 +30,8 @@ class Agent:
     def _base(self):
         if not self.conf.exists():
             self.conf.write_text("# empty: defaults and --set only\n")
-        args = [str(bin_dir() / "tether-agent"), "--state-dir", str(self.state_dir),
-                "-c", str(self.conf)]
+        args = [*self.prefix, str(bin_dir() / "tether-agent"), "--state-dir",
+                str(self.state_dir), "-c", str(self.conf)]
         for key, value in self.settings.items():
             args += ["--set", f"{key}={value}"]
         return args
@@ -34,7 +39,7 @@ class Agent:
     def run(self, *args, timeout=60):
         """Runs a subcommand to completion; returns the CompletedProcess."""
         return subprocess.run([*self._base(), *args], capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=self._environment())
 
     def register(self, token, *extra):
         return self.run("register", "--token", token, *extra)
@@ -50,10 +55,18 @@ class Agent:
         self.lines = []
         self.proc = subprocess.Popen([*self._base(), "run"], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, errors="replace")
+                                     text=True, errors="replace", env=self._environment())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
+
+    def _environment(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+        # Never the machine's own system bus or systemd unless a test says so.
+        env.pop("NOTIFY_SOCKET", None)
+        env.setdefault("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/tether-test-bus")
+        env.update(self.env)
+        return env
 
     def _read(self):
         for line in self.proc.stderr:

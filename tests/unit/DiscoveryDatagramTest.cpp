@@ -29,6 +29,17 @@ std::vector<std::uint8_t> key32() {
   return std::vector<std::uint8_t>(32, 0x42);
 }
 
+TokenRequest sample_token_request() {
+  TokenRequest t;
+  t.nonce = 21;
+  t.device_id = filled(0x31);
+  t.mac = MacAddress::parse("52:54:00:aa:bb:cc")->bytes();
+  t.hostname = "tc-7";
+  t.unit_id = "525400aabbcc";
+  t.server_fingerprint = filled(0x5a);
+  return t;
+}
+
 // Every datagram kind with its encoding, for the generic rejection tests.
 std::vector<std::vector<std::uint8_t>> all_samples() {
   std::vector<std::vector<std::uint8_t>> out;
@@ -55,6 +66,10 @@ std::vector<std::vector<std::uint8_t>> all_samples() {
   out.push_back(*encode_register_reply(
       {.nonce = 11, .status = RegisterStatus::kAccepted, .mac = sample_reply(false).mac},
       kMaxDatagramSize));
+  out.push_back(*encode_token_request(sample_token_request()));
+  out.push_back(*encode_token_reply(
+      {.nonce = 12, .status = TokenStatus::kIssued, .token = "tether1.abc.def.ghi"}));
+  out.push_back(*encode_token_reply({.nonce = 13, .status = TokenStatus::kDisabled, .token = ""}));
   return out;
 }
 
@@ -209,7 +224,7 @@ TEST(DiscoveryDatagramTest, RejectsBadMagicVersionAndType) {
   bad = sample;
   bad[4] = 0;
   EXPECT_EQ(decode_datagram(bad).error().code, Errc::kBadVersion);
-  for (std::uint8_t type : {0, 7, 200, 255}) {
+  for (std::uint8_t type : {0, 9, 200, 255}) {
     bad = sample;
     bad[5] = type;
     EXPECT_EQ(decode_datagram(bad).error().code, Errc::kUnknownType) << int(type);
@@ -275,6 +290,45 @@ TEST(DiscoveryDatagramTest, RegisteredFlagAndFingerprintAgree) {
   auto reply = sample_reply(true);
   reply.server_fingerprint.reset();
   EXPECT_EQ(encode_scan_reply(reply, kMaxDatagramSize).error().code, Errc::kInvalidArgument);
+}
+
+TEST(DiscoveryDatagramTest, TokenRequestAndReplyRoundTrip) {
+  const auto req = sample_token_request();
+  EXPECT_EQ(std::get<TokenRequest>(*decode_datagram(*encode_token_request(req))), req);
+  for (auto status : {TokenStatus::kDisabled, TokenStatus::kRefused, TokenStatus::kWrongServer}) {
+    TokenReply r{.nonce = 4, .status = status, .token = ""};
+    EXPECT_EQ(std::get<TokenReply>(*decode_datagram(*encode_token_reply(r))), r);
+  }
+  TokenReply issued{.nonce = 5, .status = TokenStatus::kIssued, .token = std::string(200, 't')};
+  EXPECT_EQ(std::get<TokenReply>(*decode_datagram(*encode_token_reply(issued))), issued);
+  // A token exactly when issued, both ways.
+  EXPECT_FALSE(encode_token_reply({.nonce = 1, .status = TokenStatus::kIssued, .token = ""}).ok());
+  EXPECT_FALSE(
+      encode_token_reply({.nonce = 1, .status = TokenStatus::kRefused, .token = "x"}).ok());
+  auto bytes = *encode_token_reply({.nonce = 1, .status = TokenStatus::kRefused, .token = ""});
+  bytes[16] = 9;
+  EXPECT_EQ(decode_datagram(bytes).error().code, Errc::kBadValue);
+  EXPECT_FALSE(encode_token_reply(
+                   {.nonce = 1, .status = TokenStatus::kIssued, .token = std::string(256, 't')})
+                   .ok());
+}
+
+TEST(DiscoveryDatagramTest, TcpFraming) {
+  const auto datagram = *encode_token_request(sample_token_request());
+  const auto framed = frame_for_tcp(datagram);
+  ASSERT_EQ(framed.size(), datagram.size() + 2);
+  for (std::size_t n = 0; n < framed.size(); ++n) {
+    auto len = tcp_frame_length(std::span(framed.data(), n));
+    ASSERT_TRUE(len.ok());
+    EXPECT_FALSE(len->has_value()) << n;  // incomplete: wait for more
+  }
+  auto len = tcp_frame_length(framed);
+  ASSERT_TRUE(len.ok() && len->has_value());
+  EXPECT_EQ(**len, datagram.size());
+  const std::vector<std::uint8_t> zero = {0, 0};
+  EXPECT_EQ(tcp_frame_length(zero).error().code, Errc::kTooLarge);
+  const std::vector<std::uint8_t> huge = {0xff, 0xff};
+  EXPECT_EQ(tcp_frame_length(huge).error().code, Errc::kTooLarge);
 }
 
 TEST(DiscoveryDatagramTest, TypeNames) {

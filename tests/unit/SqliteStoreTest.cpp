@@ -163,5 +163,109 @@ TEST(SqliteStoreTest, CapsOverlongStrings) {
   EXPECT_EQ(found->macs.size(), 64u);
 }
 
+// The schema as version 1 (the first release) left it, written by hand: a database made by
+// that server must move forward keeping its rows.
+constexpr const char* kSchemaVersion1 = R"sql(
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL DEFAULT '',
+  hostname TEXT NOT NULL DEFAULT '',
+  agent_version TEXT NOT NULL DEFAULT '',
+  os TEXT NOT NULL DEFAULT '',
+  macs TEXT NOT NULL DEFAULT '[]',
+  address TEXT NOT NULL DEFAULT '',
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  cert_serial TEXT NOT NULL DEFAULT '',
+  cert_expires INTEGER NOT NULL DEFAULT 0,
+  revoked INTEGER NOT NULL DEFAULT 0,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  online_key TEXT NOT NULL,
+  inventory TEXT,
+  status TEXT
+);
+CREATE TABLE enrollment_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  used_by TEXT,
+  mac TEXT
+);
+CREATE INDEX enrollment_tokens_expiry ON enrollment_tokens (expires_at);
+INSERT INTO devices (id, hostname, macs, first_seen, last_seen, cert_serial, online_key,
+                     inventory)
+  VALUES ('1111111111111111111111111111111111111111111111111111111111111111', 'tc-old',
+          '["52:54:00:12:34:56"]', 10, 20, 'abc',
+          'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', '{"cpu_count":2}');
+PRAGMA user_version = 1;
+)sql";
+
+TEST(SqliteStoreTest, MigratesAVersion1DatabaseKeepingItsDevices) {
+  TempDir dir;
+  const std::string path = dir / "tether.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, kSchemaVersion1, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto store = SqliteStore::open(path);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  EXPECT_EQ((*store)->schema_version().value(), 2);
+  EXPECT_EQ(SqliteStore::latest_schema_version(), 2);
+  const std::string id(64, '1');
+  auto found = (*store)->find_device(id).value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->hostname, "tc-old");
+  EXPECT_EQ(found->inventory_json, R"({"cpu_count":2})");
+  EXPECT_EQ(found->online_key, std::string(64, 'a'));
+  EXPECT_FALSE(found->settings_json.has_value());  // never managed: nothing to push
+  EXPECT_EQ(found->settings_error, "");
+
+  ASSERT_TRUE((*store)->update_settings(id, R"({"shadow.view_only":"true"})").ok());
+  ASSERT_TRUE((*store)->set_settings_error(id, "permission_denied: no").ok());
+  found = (*store)->find_device(id).value();
+  EXPECT_EQ(found->settings_json, R"({"shadow.view_only":"true"})");
+  EXPECT_EQ(found->settings_error, "permission_denied: no");
+  (*store).reset();  // closed, and opened again: the new columns persist
+  auto again = SqliteStore::open(path);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  found = (*again)->find_device(id).value();
+  EXPECT_EQ(found->settings_json, R"({"shadow.view_only":"true"})");
+  EXPECT_EQ(found->settings_error, "permission_denied: no");
+}
+
+TEST(SqliteStoreTest, SettingsDocumentAndError) {
+  TempDir dir;
+  auto store = std::move(SqliteStore::open(dir / "tether.db")).value();
+  ASSERT_TRUE(store->insert_enrollment_token(token("t1", 1000)).ok());
+  const std::string id(64, '1');
+  ASSERT_EQ(store->redeem_token_and_enroll("t1", 500, device(id)).value(),
+            EnrollOutcome::kEnrolled);
+  EXPECT_FALSE(store->find_device(id).value()->settings_json.has_value());
+
+  ASSERT_TRUE(store->set_settings_error(id, "bad_value: x").ok());
+  // A new document clears the error: nothing is known yet about how the device takes it.
+  ASSERT_TRUE(store->update_settings(id, "{}").ok());
+  auto found = store->find_device(id).value();
+  EXPECT_EQ(found->settings_json, "{}");  // managed, and empty: still pushed
+  EXPECT_EQ(found->settings_error, "");
+  ASSERT_TRUE(store->set_settings_error(id, "bad_value: x").ok());
+  EXPECT_EQ(store->find_device(id).value()->settings_error, "bad_value: x");
+  ASSERT_TRUE(store->set_settings_error(id, "").ok());
+  EXPECT_EQ(store->find_device(id).value()->settings_error, "");
+  // Re-enrolling keeps the document.
+  ASSERT_TRUE(store->update_settings(id, R"({"a.b":"c"})").ok());
+  ASSERT_TRUE(store->insert_enrollment_token(token("t2", 1000)).ok());
+  ASSERT_EQ(store->redeem_token_and_enroll("t2", 600, device(id)).value(),
+            EnrollOutcome::kEnrolled);
+  EXPECT_EQ(store->find_device(id).value()->settings_json, R"({"a.b":"c"})");
+
+  EXPECT_EQ(store->update_settings(std::string(64, '2'), "{}").error().code, Errc::kNotFound);
+  EXPECT_EQ(store->set_settings_error(std::string(64, '2'), "x").error().code, Errc::kNotFound);
+}
+
 }  // namespace
 }  // namespace tether::server

@@ -9,14 +9,17 @@
 
 #include "agent/AgentConfig.h"
 #include "agent/AgentDaemon.h"
+#include "agent/AgentDiscovery.h"
 #include "agent/AgentSettings.h"
 #include "agent/DeviceIdentity.h"
 #include "agent/Enroller.h"
 #include "agent/StatusFile.h"
 #include "common/CommandLine.h"
+#include "common/FileIo.h"
 #include "common/Log.h"
 #include "common/Version.h"
 #include "platform/Pki.h"
+#include "protocol/LimitedJsonParser.h"
 
 namespace tether::agent {
 namespace {
@@ -128,6 +131,12 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
     if (running) out["pid"] = s.pid;
     if (!s.device_name.empty()) out["device_name"] = s.device_name;
     if (s.next_renewal != 0) out["next_renewal"] = s.next_renewal;
+    if (running) out["shadow"] = s.shadow.empty() ? json(nullptr) : json(s.shadow);
+  }
+  // The discovery responder's counters (discovery.json, written by the running agent).
+  if (auto text = read_file(discovery_stats_path(paths), 64 * 1024, true); text.ok()) {
+    auto doc = protocol::parse_limited_json(*text, protocol::JsonLimits{});
+    if (doc.ok() && doc->is_object()) out["discovery"] = *doc;
   }
 
   if (args.has("json")) {
@@ -177,6 +186,9 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
     if (!c["last_error"].get<std::string>().empty()) {
       line("Last error", c["last_error"].get<std::string>());
     }
+  }
+  if (out.contains("shadow")) {
+    line("Shadowing", out["shadow"].is_string() ? out["shadow"].get<std::string>() : "no");
   }
   if (out.contains("certificate")) {
     const auto& c = out["certificate"];

@@ -39,9 +39,18 @@ lws_protocols* agent_protocols() {
       {"tether-agent-control", &AgentDaemon::control_callback, 0, 0, 0, nullptr, 0},
       {protocol::kUpSubprotocol, &UpConnection::callback, 0, 0, 0, nullptr, 0},
       lws_fd_watcher_protocol(),
+      ShadowTunnel::tunnel_protocol(),
+      ShadowTunnel::socket_protocol(),
       {nullptr, nullptr, 0, 0, 0, nullptr, 0},
   };
   return table;
+}
+
+// Where this program is (tether-vnc and tether-shadow-ui are looked for beside it).
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
 // A test hook, inert unless the environment asks for it: SIGUSR1 then blocks the event
@@ -138,13 +147,16 @@ Result<nlohmann::json> AgentDaemon::apply_settings(const protocol::Settings& set
 
 AgentDaemon::~AgentDaemon() {
   // Order: the session and client hold timers and a wsi on the context; the TLS context
-  // must outlive the vhost that uses it.
+  // must outlive the vhost that uses it. Shadowing children are killed and reaped here at the
+  // latest.
+  shadow_.reset();
   session_.reset();
   client_.reset();
   enrollment_poll_.reset();
   stop_deadline_.reset();
   watchdog_.reset();
   inventory_.reset();
+  discovery_.reset();
   logind_.reset();
   g_context = nullptr;
   context_.reset();
@@ -191,10 +203,20 @@ void AgentDaemon::handle_signals() {
     log::info("stopping");
     // A peer that does not answer our close must not hold up the exit.
     stop_deadline_->schedule(std::chrono::seconds(3));
-    if (client_) {
-      client_->stop(1001, "agent stopping");
+    auto stop_channel = [this] {
+      if (client_) {
+        client_->stop(1001, "agent stopping");
+      } else {
+        finish();
+      }
+    };
+    if (shadow_ && !shadow_->idle()) {
+      // The helpers get SIGTERM now; the channel closes once the session is gone, so that
+      // its shadow_stop (agent_stopping) reaches the server first.
+      shadow_->on_idle = stop_channel;
+      shadow_->stop_all("agent_stopping");
     } else {
-      finish();
+      stop_channel();
     }
   }
 }
@@ -203,6 +225,17 @@ void AgentDaemon::finish() {
   done_ = true;
   // lws_service() only returns on the next event; wake it so the loop sees done_ now.
   lws_cancel_service(context_.get());
+}
+
+void AgentDaemon::start_shadow(const protocol::ShadowStart& start, ShadowAnswer answer) {
+  if (!shadow_ || stopping_) {
+    protocol::ResultBody r;
+    r.ok = false;
+    r.error = protocol::RemoteError{"unavailable", "the agent is stopping"};
+    answer(std::move(r));
+    return;
+  }
+  shadow_->start(start, std::move(answer));
 }
 
 std::optional<protocol::Inventory> AgentDaemon::inventory() {
@@ -216,6 +249,7 @@ void AgentDaemon::publish(const ChannelStatus& status) {
   s.channel = status;
   s.device_name = device_name_;
   if (session_ && session_->next_renewal()) s.next_renewal = *session_->next_renewal();
+  if (shadow_) s.shadow = shadow_->describe();
   auto written = write_status_file(paths_, s);
   if (!written.ok()) log::warning("cannot write the status file: " + written.error().message);
   std::string line;
@@ -235,6 +269,7 @@ void AgentDaemon::publish(const ChannelStatus& status) {
       break;
     }
   }
+  if (shadow_ && !shadow_->idle()) line += "; shadowing: " + shadow_->describe();
   (void)notifier_.status(line);
   if (status.state == ChannelState::kStopped && stopping_) finish();
 }
@@ -258,9 +293,11 @@ std::string AgentDaemon::channel_ca() const {
 
 void AgentDaemon::on_hello_ack(const protocol::HelloAck& ack) {
   device_name_ = ack.device_name;
+  if (discovery_) discovery_->on_hello_ack(ack);
 }
 
 void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
+  if (discovery_) discovery_->enrollment_changed();
   auto identity = DeviceIdentity::load_or_create(paths_);
   if (!identity.ok()) {
     log::error(identity.error().message);
@@ -311,6 +348,7 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
     return;
   }
 
+  if (shadow_) shadow_->abort_all();  // its tunnel lives on the vhost that goes now
   session_.reset();
   client_.reset();
   if (client_vhost_ != nullptr) {
@@ -345,7 +383,10 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
       std::chrono::duration_cast<std::chrono::seconds>(config_.duration("connection.ping_interval"))
           .count());
   client_ = std::make_unique<UpClient>(context_.get(), client_vhost_, options);
-  session_ = std::make_unique<AgentSession>(context_.get(), *client_, *this, SessionOptions{});
+  SessionOptions session_options;
+  session_options.capabilities.push_back("wol");  // wake_peer
+  session_options.capabilities.push_back("shadow");
+  session_ = std::make_unique<AgentSession>(context_.get(), *client_, *this, session_options);
   client_->set_handler(*session_);
   client_->on_status = [this](const ChannelStatus& s) { publish(s); };
   client_->before_connect = [this] {
@@ -407,6 +448,21 @@ int AgentDaemon::run() {
       [this] {
         if (session_) session_->inventory_changed();
       });
+  shadow_ = std::make_unique<ShadowSupervisor>(
+      context_.get(), config_, self_executable(),
+      ShadowSupervisor::Hooks{.vhost = [this] { return client_vhost_; },
+                              .send_stop =
+                                  [this](const protocol::ShadowStop& stop) {
+                                    if (session_) session_->send_shadow_stop(stop);
+                                  },
+                              .find_session =
+                                  [this](platform::Logind::SessionDone done) {
+                                    logind_->find_graphical_session(std::move(done));
+                                  },
+                              .changed = [this] { on_session_changed(); }});
+  discovery_ = std::make_unique<AgentDiscovery>(
+      context_.get(), control, config_, paths_, identity->device_id(),
+      [this] { load_enrollment_and_connect(/*restart_channel=*/true); });
   load_enrollment_and_connect();
 
   // Ready once the identity is loaded and the loop runs; the watchdog is fed from the loop

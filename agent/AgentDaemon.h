@@ -9,11 +9,13 @@
 #include <vector>
 
 #include "agent/AgentConfig.h"
+#include "agent/AgentDiscovery.h"
 #include "agent/AgentSession.h"
 #include "agent/AgentSettings.h"
 #include "agent/DeviceIdentity.h"
 #include "agent/InventoryMonitor.h"
 #include "agent/LogindBridge.h"
+#include "agent/ShadowSupervisor.h"
 #include "agent/StatusFile.h"
 #include "agent/UpClient.h"
 #include "agent/UpTlsContext.h"
@@ -43,6 +45,20 @@ class AgentDaemon final : public SessionHost {
   void run_command(const protocol::Command& command, CommandDone done) override;
   [[nodiscard]] Result<nlohmann::json> apply_settings(const protocol::Settings& settings) override;
   [[nodiscard]] std::optional<protocol::Inventory> inventory() override;
+  [[nodiscard]] Result<nlohmann::json> wake_peer(const protocol::WakePeer& request) override {
+    if (!discovery_) return make_error(Errc::kUnavailable, "not ready");
+    return discovery_->wake_peer(request);
+  }
+  [[nodiscard]] std::vector<protocol::Event> channel_events() override {
+    return discovery_ ? discovery_->channel_events() : std::vector<protocol::Event>{};
+  }
+  void start_shadow(const protocol::ShadowStart& start, ShadowAnswer answer) override;
+  void stop_shadow(const protocol::ShadowStop& stop) override {
+    if (shadow_) shadow_->stop(stop);
+  }
+  [[nodiscard]] int shadow_sessions() const override {
+    return shadow_ ? shadow_->running_sessions() : 0;
+  }
   void on_session_changed() override {
     if (client_) publish(client_->status());
   }
@@ -79,6 +95,8 @@ class AgentDaemon final : public SessionHost {
   std::unique_ptr<LwsTimer> watchdog_;
   std::unique_ptr<LogindBridge> logind_;
   std::unique_ptr<InventoryMonitor> inventory_;
+  std::unique_ptr<ShadowSupervisor> shadow_;
+  std::unique_ptr<AgentDiscovery> discovery_;
   platform::SystemdNotifier notifier_;
   std::string device_name_;
   std::string endpoint_;

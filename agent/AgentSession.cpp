@@ -123,6 +123,28 @@ void AgentSession::handle_request(const protocol::Envelope& env, const protocol:
     });
     return;
   }
+  if (const auto* wake = std::get_if<protocol::WakePeer>(&body)) {
+    auto sent = host_.wake_peer(*wake);
+    if (!sent.ok()) log::warning("wake_peer refused: " + sent.error().message);
+    send(sent.ok() ? protocol::make_ok_result(env.id, *sent)
+                   : protocol::make_error_result(env.id, sent.error()));
+    return;
+  }
+  if (const auto* start = std::get_if<protocol::ShadowStart>(&body)) {
+    std::weak_ptr<AgentSession*> weak = self_;
+    const std::uint64_t epoch = epoch_;
+    const std::string id = env.id;
+    host_.start_shadow(*start, [weak, epoch, id](protocol::ResultBody result) {
+      auto self = weak.lock();
+      if (!self) return;
+      (*self)->reply_body_later(epoch, id, std::move(result));
+    });
+    return;
+  }
+  if (const auto* stop = std::get_if<protocol::ShadowStop>(&body)) {
+    host_.stop_shadow(*stop);
+    return;  // a notification: no reply
+  }
   if (const auto* settings = std::get_if<protocol::Settings>(&body)) {
     auto applied = host_.apply_settings(*settings);
     if (!applied.ok()) {
@@ -162,6 +184,7 @@ void AgentSession::on_hello_result(const protocol::ResultBody& result) {
   log::info("connected to " + client_.status().endpoint + " as device " + host_.device_id());
   send_status();
   send_inventory();
+  for (const auto& event : host_.channel_events()) send(protocol::make_message("d-event", event));
   schedule_renewal();
 }
 
@@ -170,6 +193,17 @@ void AgentSession::reply_later(std::uint64_t epoch, const std::string& id,
   if (epoch != epoch_ || !client_.ready()) return;
   send(result.ok() ? protocol::make_ok_result(id, *result)
                    : protocol::make_error_result(id, result.error()));
+}
+
+void AgentSession::reply_body_later(std::uint64_t epoch, const std::string& id,
+                                    protocol::ResultBody body) {
+  if (epoch != epoch_ || !client_.ready()) return;
+  send(protocol::make_message(id, body));
+}
+
+void AgentSession::send_shadow_stop(const protocol::ShadowStop& stop) {
+  if (!client_.ready()) return;
+  send(protocol::make_message("d-shadow-stop-" + stop.session_id, stop));
 }
 
 void AgentSession::inventory_changed() {
@@ -187,7 +221,7 @@ void AgentSession::send_inventory() {
 
 void AgentSession::send_status() {
   if (!client_.ready()) return;
-  send(protocol::make_message("d-status", read_status_report(0)));
+  send(protocol::make_message("d-status", read_status_report(host_.shadow_sessions())));
   status_timer_.schedule(std::chrono::duration_cast<std::chrono::microseconds>(status_interval_));
 }
 

@@ -50,8 +50,27 @@ class SessionHost {
   [[nodiscard]] virtual Result<nlohmann::json> apply_settings(const protocol::Settings&) {
     return make_error(Errc::kUnknownType, "this agent does not take settings");
   }
+  using ShadowAnswer = std::function<void(protocol::ResultBody)>;
+  // Starts a shadowing session (docs/protocol.md §5); `answer` (called once, maybe much later:
+  // the user may be asked) gets the result to send.
+  virtual void start_shadow(const protocol::ShadowStart&, ShadowAnswer answer) {
+    protocol::ResultBody r;
+    r.ok = false;
+    r.error = protocol::RemoteError{"policy", "this agent does not shadow"};
+    answer(std::move(r));
+  }
+  // The server ended a session.
+  virtual void stop_shadow(const protocol::ShadowStop&) {}
+  // How many shadowing sessions run (for `status`).
+  [[nodiscard]] virtual int shadow_sessions() const { return 0; }
   // The device's inventory, when the host has one to send.
   [[nodiscard]] virtual std::optional<protocol::Inventory> inventory() { return std::nullopt; }
+  // Sends wake-on-LAN magic packets for peers (wake_peer): the ok data or the refusal.
+  [[nodiscard]] virtual Result<nlohmann::json> wake_peer(const protocol::WakePeer&) {
+    return make_error(Errc::kUnknownType, "this agent does not wake peers");
+  }
+  // Events to report on every new channel, after status and inventory (e.g. wol.unsupported).
+  [[nodiscard]] virtual std::vector<protocol::Event> channel_events() { return {}; }
 };
 
 struct SessionOptions {
@@ -71,6 +90,8 @@ class AgentSession final : public ChannelHandler {
 
   // Renews now (tests and `tether-agent` maintenance); no-op when no channel is ready.
   void renew_certificate_now();
+  // Tells the server a shadowing session ended (when the channel is ready).
+  void send_shadow_stop(const protocol::ShadowStop& stop);
   // The inventory changed: send it (debounced) once the channel is ready.
   void inventory_changed();
   [[nodiscard]] std::optional<std::time_t> next_renewal() const noexcept { return next_renewal_; }
@@ -89,6 +110,7 @@ class AgentSession final : public ChannelHandler {
   void send_inventory();
   // Sends a result for request `id` unless the channel it came on has closed since.
   void reply_later(std::uint64_t epoch, const std::string& id, Result<nlohmann::json> result);
+  void reply_body_later(std::uint64_t epoch, const std::string& id, protocol::ResultBody body);
   void schedule_renewal();
   void schedule_expiry();
   void expire_requests();

@@ -1,6 +1,7 @@
 #include "agent/AgentSettings.h"
 
 #include "agent/AgentConfig.h"
+#include "agent/ShadowPolicy.h"
 #include "common/FileIo.h"
 
 namespace tether::agent {
@@ -18,6 +19,12 @@ constexpr PolicyRule kPolicy[] = {
     {"shadow.view_only", "true"},
     {"shadow.prompt_default", "deny"},
 };
+
+// Settings that name programs or files the agent runs or reads as root: never from the
+// server (a pushed shadow.vnc_path would run anything on every device).
+bool is_local_only(const std::string& key) {
+  return key == "shadow.vnc_path" || key == "shadow.ui_path" || key == "shadow.xauthority";
+}
 
 ConfigSources sources_of(const ConfigLocation& location) {
   ConfigSources s;
@@ -67,7 +74,7 @@ Result<SettingsChange> apply_server_settings(const ConfigLocation& location, con
       bad.push_back(key + ": unknown setting");
       continue;
     }
-    if (key.rfind("server.", 0) == 0) {
+    if (key.rfind("server.", 0) == 0 || is_local_only(key)) {
       bad.push_back(key + ": can only be set on the device itself");
       continue;
     }
@@ -91,6 +98,16 @@ Result<SettingsChange> apply_server_settings(const ConfigLocation& location, con
         pushed->second != rule.safe_value) {
       denied.push_back(std::string(rule.key) + ": the local configuration (" + origin + ") says " +
                        local_value + " and the server may not weaken it");
+    }
+  }
+
+  // shadow.viewers: the server may narrow a locally set list of viewer kinds, never widen it.
+  if (auto pushed = normalised.find("shadow.viewers"); pushed != normalised.end()) {
+    const std::string& origin = local.origin("shadow.viewers");
+    const std::string& local_value = local.string("shadow.viewers");
+    if (origin != "default" && !viewers_within(local_value, pushed->second)) {
+      denied.push_back("shadow.viewers: the local configuration (" + origin + ") says " +
+                       local_value + " and the server may not widen it");
     }
   }
 

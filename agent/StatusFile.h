@@ -17,6 +17,7 @@ struct AgentStatus {
   ChannelStatus channel;
   std::string device_name;        // as the server calls us
   std::int64_t next_renewal = 0;  // unix seconds, 0 if not scheduled
+  std::string shadow;             // the shadowing session, "" when none
   std::int64_t updated_at = 0;
 };
 

@@ -95,7 +95,7 @@ std::vector<std::string> read_macs() {
   while (dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
     if (name == "." || name == ".." || name == "lo") continue;
-    auto addr = read_file("/sys/class/net/" + name + "/address", 64);
+    auto addr = read_file("/sys/class/net/" + name + "/address", 4096);  // sysfs: st_size 4096
     if (!addr.ok()) continue;
     auto mac = protocol::MacAddress::parse(trim(*addr));
     if (mac.ok()) out.push_back(mac->to_string());

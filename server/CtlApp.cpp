@@ -13,6 +13,9 @@
 #include "common/Version.h"
 #include "platform/Pki.h"
 #include "server/CtlClient.h"
+#include "server/CtlLan.h"
+#include "server/CtlShadow.h"
+#include "server/CtlUsers.h"
 
 namespace tether::server {
 namespace {
@@ -33,6 +36,21 @@ const std::vector<OptionSpec>& options() {
       {"set", 0, true, "KEY=VALUE", "device settings: set one setting (repeatable)"},
       {"unset", 0, true, "KEY", "device settings: stop managing one setting (repeatable)"},
       {"get", 0, false, "", "device settings: show the settings (the default)"},
+      {"password-file", 0, true, "FILE", "user add: the password (first line of FILE)"},
+      {"broadcast", 0, true, "ADDR", "scan: probe this broadcast address"},
+      {"range", 0, true, "CIDR", "scan: probe every address of this range (at most a /16)"},
+      {"tcp", 0, false, "", "scan: connect over TCP (across routers) instead of UDP"},
+      {"register", 0, false, "", "scan: ask the unregistered devices found to register"},
+      {"timeout", 0, true, "DURATION", "scan, online: how long to wait for answers"},
+      {"wait", 0, true, "DURATION",
+       "wake: wait until the device is up; scan --register: "
+       "how long to wait for enrollments (default 60s)"},
+      {"listen", 0, true, "ADDR:PORT",
+       "shadow: where VNC viewers connect (default 127.0.0.1:0, a free port)"},
+      {"view-only", 0, false, "", "shadow: ask for a session without keyboard and mouse"},
+      {"monitor", 0, true, "NAME", "shadow: one monitor (XRandR output) instead of the desktop"},
+      {"device", 0, true, "ID", "audit: only this device's sessions"},
+      {"limit", 0, true, "N", "audit: at most N sessions (default 100)"},
       {"help", 'h', false, "", "show help"},
       {"version", 0, false, "", "print the version"},
   };
@@ -58,6 +76,29 @@ constexpr const char* kUsage =
     "                           device (applied at once when it is online, else when it\n"
     "                           next connects), or show them (--get, the default):\n"
     "                           effective value, where it comes from, the server's value\n"
+    "  shadow DEVICE [--listen ADDR:PORT] [--view-only] [--monitor NAME] [--json]\n"
+    "                           shadow the device's desktop: proxies one local VNC viewer\n"
+    "                           connection (vncviewer ADDR::PORT) to it; exits when the\n"
+    "                           viewer leaves\n"
+    "  audit [--device ID] [--limit N] [--json]\n"
+    "                           the shadowing audit log, newest first\n"
+    "  user add NAME [--password-file FILE] [--json]\n"
+    "                           add a web app user; without a file the server makes a\n"
+    "                           strong password, printed once\n"
+    "  user list [--json]       list the web app's users\n"
+    "  user remove NAME         remove a user (and end their sessions)\n"
+    "  scan [--broadcast ADDR | --range CIDR] [--tcp] [--timeout S] [--register [--wait S]]\n"
+    "       [--json]            find devices on the LAN (UDP broadcast by default, or every\n"
+    "                           address of a range, over TCP with --tcp); --register asks\n"
+    "                           the unregistered ones found to register and waits for them\n"
+    "  online ID... [--timeout S] [--json]\n"
+    "                           is the device up? (UP channel, else an authenticated UDP\n"
+    "                           probe; default timeout 1s)\n"
+    "  wake ID... [--wait S] [--json]\n"
+    "                           send wake-on-LAN magic packets (from the server and from an\n"
+    "                           online agent in the device's subnet); --wait: until it is up\n"
+    "  auto-register on|off|status\n"
+    "                           let devices that find the server by themselves register\n"
     "\n"
     "ID is a full device id, a unique prefix of at least 6 hex digits, or a device name.\n"
     "Server, token file and CA file also come from TETHER_SERVER, TETHER_TOKEN_FILE,\n"
@@ -332,6 +373,7 @@ void print_device(const json& d) {
   row("macs", macs.empty() ? "-" : macs);
   row("first seen", pki::format_utc(static_cast<std::time_t>(num(d, "first_seen"))));
   row("last seen", online ? "now" : age(num(d, "last_seen")));
+  if (num(d, "last_seen_udp") > 0) row("last online probe answer", age(num(d, "last_seen_udp")));
   row("certificate", "serial " + str(d, "cert_serial") + ", expires " +
                          pki::format_utc(static_cast<std::time_t>(num(d, "cert_expires"))));
   row("revoked", flag(d, "revoked") ? "yes" : "no");
@@ -512,7 +554,8 @@ int run_ctl(int argc, const char* const* argv) {
   }
   const std::string& command = pos[0];
   const bool known = (command == "enroll-token" && pos.size() == 2 && pos[1] == "create") ||
-                     (command == "devices" && pos.size() == 1) || command == "device";
+                     (command == "devices" && pos.size() == 1) || command == "device" ||
+                     command == "user" || is_lan_command(pos) || is_shadow_command(pos);
   if (!known) {
     return fail(
         "unknown command \"" + command + (pos.size() > 1 ? " " + pos[1] : "") + "\" (try --help)",
@@ -532,6 +575,15 @@ int run_ctl(int argc, const char* const* argv) {
   }
   if (command == "enroll-token") return cmd_enroll_token(*client, *args);
   if (command == "devices") return cmd_devices(*client, *args);
+  if (command == "user") return run_user_command(*client, *args);
+  if (is_shadow_command(pos)) {
+    return run_shadow_command(*client, *args,
+                              [&](const std::string& q) { return resolve_device(*client, q); });
+  }
+  if (is_lan_command(pos)) {
+    return run_lan_command(*client, *args,
+                           [&](const std::string& q) { return resolve_device(*client, q); });
+  }
   return cmd_device(*client, *args);
 }
 

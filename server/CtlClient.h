@@ -57,6 +57,8 @@ class CtlClient {
 
   [[nodiscard]] const std::string& host() const noexcept { return host_; }
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
+  // The CA bundle the server is verified against (for tetherctl's own WebSockets).
+  [[nodiscard]] const std::string& ca_pem() const noexcept { return ca_pem_; }
 
  private:
   CtlClient() = default;

@@ -248,7 +248,11 @@ void DeviceHub::handle(ConnectionId connection, Connection& conn, const Envelope
       handle_result(conn, envelope.id, std::get<protocol::ResultBody>(body));
       return;
     case UpType::kShadowStop:
-      log::debug("device " + short_id(conn.device_id) + " sent shadow_stop; no session exists");
+      if (shadow_stop_handler_) {
+        shadow_stop_handler_(conn.device_id, std::get<protocol::ShadowStop>(body));
+      } else {
+        log::debug("device " + short_id(conn.device_id) + " sent shadow_stop; no session exists");
+      }
       return;
     case UpType::kHello:
     case UpType::kCommand:
@@ -392,6 +396,17 @@ void DeviceHub::request(const std::string& id, protocol::UpBody body, RequestDon
     return;
   }
   (void)send_request(live->second.connection, conn->second, body, std::move(done));
+}
+
+bool DeviceHub::notify(const std::string& id, const protocol::UpBody& body) {
+  auto live = current_.find(id);
+  if (live == current_.end() || !live->second.greeted ||
+      connections_.find(live->second.connection) == connections_.end()) {
+    return false;
+  }
+  send(live->second.connection,
+       protocol::make_message("n" + std::to_string(next_notification_++), body));
+  return true;
 }
 
 void DeviceHub::handle_cert_renew(ConnectionId connection, Connection& conn, const std::string& id,

@@ -75,6 +75,15 @@ class DeviceHub final : public LiveDevices {
   void disconnect(const std::string& id, int close_code, const std::string& reason) override;
   void request(const std::string& id, protocol::UpBody body, RequestDone done) override;
 
+  // Sends a message that is not a request (shadow_stop) on the device's channel; false when
+  // the device is offline.
+  bool notify(const std::string& id, const protocol::UpBody& body);
+  // Who hears the shadow_stop messages devices send (ShadowService): device id and body.
+  using ShadowStopHandler = std::function<void(const std::string&, const protocol::ShadowStop&)>;
+  void set_shadow_stop_handler(ShadowStopHandler handler) {
+    shadow_stop_handler_ = std::move(handler);
+  }
+
  private:
   struct PendingRequest {
     std::string what;  // for logs: "trust_update", "command reboot"
@@ -130,6 +139,8 @@ class DeviceHub final : public LiveDevices {
   std::unordered_map<std::string, LiveEntry> current_;
   // Activity not yet written to the store, by device id.
   std::unordered_map<std::string, DeviceActivity> unflushed_;
+  ShadowStopHandler shadow_stop_handler_;
+  std::uint64_t next_notification_ = 1;
 };
 
 }  // namespace tether::server

@@ -20,9 +20,16 @@ inline constexpr std::size_t kMaxRequestBody = 1024 * 1024;
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string path;    // without the query string
+  std::string query;   // the query arguments, URL-decoded, joined with '&' ("a=1&b=2")
   std::string authorization;
   std::string body;
   std::string peer_address;
+  std::string host;  // the Host header as sent ("" when absent); not validated
+  // Who is calling: set by RestApi from the bearer token before routing (server/UserApi.h).
+  // "admin" for the admin token or a web session opened with it, else a user's name; ""
+  // when the request carries no valid credential. `principal_is_admin` for the former.
+  std::string principal;
+  bool principal_is_admin = false;
 };
 
 struct HttpResponse {

@@ -10,6 +10,7 @@
 #include "common/Log.h"
 #include "platform/Pki.h"
 #include "protocol/UpMessage.h"
+#include "server/TunnelRelay.h"
 
 namespace tether::server {
 namespace {
@@ -86,6 +87,15 @@ HttpsServer::HttpsServer(HttpsServerOptions options) : options_(std::move(option
   protocols_[1].callback = &HttpsServer::up_callback;
   protocols_[1].per_session_data_size = sizeof(UpSessionData);
   protocols_[1].rx_buffer_size = 64 * 1024;
+  // The shadowing tunnels (docs/protocol.md §5): device ends and tools speak
+  // tether.tunnel.v1, noVNC asks for "binary". Received data comes in pieces of at most
+  // rx_buffer_size, each relayed as one message (≤ 64 KiB).
+  for (std::size_t i : {std::size_t{2}, std::size_t{3}}) {
+    protocols_[i].name = i == 2 ? kTunnelSubprotocol : kBinarySubprotocol;
+    protocols_[i].callback = &HttpsServer::tunnel_callback;
+    protocols_[i].per_session_data_size = sizeof(TunnelRelay::EndData);
+    protocols_[i].rx_buffer_size = 64 * 1024;
+  }
   const auto ping = static_cast<std::uint16_t>(
       std::clamp<std::int64_t>(options_.ping_interval.count(), 1, 32767));
   retry_.secs_since_valid_ping = ping;
@@ -195,9 +205,30 @@ int HttpsServer::up_callback(lws* wsi, lws_callback_reasons reason, void* user, 
   return -1;
 }
 
+int HttpsServer::tunnel_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                                 std::size_t len) {
+  HttpsServer* self = owner(wsi);
+  if (self == nullptr || self->tunnel_ == nullptr) {
+    return reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ? 1 : 0;
+  }
+  try {
+    return self->tunnel_->on_callback(wsi, reason, user, in, len);
+  } catch (const std::exception& e) {
+    log::error(std::string("tunnel handler failed: ") + e.what());
+  } catch (...) {
+    log::error("tunnel handler failed");
+  }
+  return -1;
+}
+
 int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void* in,
                          std::size_t len) {
   switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+      // Tunnel ends are checked here, where a refusal can still be an HTTP 403.
+      if (tunnel_ != nullptr) return tunnel_->confirm_upgrade(wsi);
+      return 0;
+
     case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
       load_client_cas(static_cast<SSL_CTX*>(user));
       return 0;
@@ -227,6 +258,13 @@ int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void
       exchange.request.path = in ? std::string(static_cast<const char*>(in)) : "/";
       exchange.request.authorization = header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
       exchange.request.peer_address = peer_address(wsi);
+      exchange.request.host = header(wsi, WSI_TOKEN_HOST, 256);
+      for (int n = 0; n < 32; ++n) {
+        char arg[512];
+        if (lws_hdr_copy_fragment(wsi, arg, sizeof arg, WSI_TOKEN_HTTP_URI_ARGS, n) < 0) break;
+        if (!exchange.request.query.empty()) exchange.request.query += '&';
+        exchange.request.query += arg;
+      }
       const std::string length_text = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 32);
       std::uint64_t length = 0;
       if (!length_text.empty()) {
@@ -520,7 +558,9 @@ int HttpsServer::write_up(lws* wsi, UpSessionData* session) {
   auto it = up_.find(session->id);
   if (it == up_.end()) return 0;
   UpConnection& conn = it->second;
-  if (conn.closing) {
+  // A graceful close (the server stopping) first writes what is queued, such as the
+  // shadow_stop messages of the sessions it ends; other closes drop the queue.
+  if (conn.closing && conn.queue.empty()) {
     const std::string& reason = conn.closing->second;
     lws_close_reason(wsi, static_cast<lws_close_status>(conn.closing->first),
                      reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())),
@@ -537,7 +577,7 @@ int HttpsServer::write_up(lws* wsi, UpSessionData* session) {
       static_cast<int>(message.size())) {
     return -1;
   }
-  if (!conn.queue.empty()) lws_callback_on_writable(wsi);
+  if (!conn.queue.empty() || conn.closing) lws_callback_on_writable(wsi);
   return 0;
 }
 
@@ -562,8 +602,10 @@ void HttpsServer::close(ConnectionId connection, int code, const std::string& re
   if (it == up_.end() || it->second.closing) return;
   UpConnection& conn = it->second;
   conn.closing = std::make_pair(code, reason);
-  conn.queue.clear();
-  conn.queued_bytes = 0;
+  if (code != kCloseRestarting) {
+    conn.queue.clear();
+    conn.queued_bytes = 0;
+  }
   lws_callback_on_writable(conn.wsi);
   // A peer that never lets us write is cut off without the close frame.
   lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kUpCloseTimeoutSeconds);

@@ -28,6 +28,8 @@
 
 namespace tether::server {
 
+class TunnelRelay;
+
 struct HttpsServerOptions {
   Endpoint listen;
   std::string certificate_path;  // leaf first, then the CA
@@ -51,6 +53,8 @@ class HttpsServer final : public UpTransport {
 
   void set_http_handler(HttpHandler handler) { http_handler_ = std::move(handler); }
   void set_hub(DeviceHub* hub) { hub_ = hub; }
+  // The shadowing relay: WebSockets at /tunnel/... (subprotocols tether.tunnel.v1, binary).
+  void set_tunnel_relay(TunnelRelay* relay) { tunnel_ = relay; }
   // Called on the loop after lws_cancel_service() (from a signal handler, for instance).
   void set_wake_handler(std::function<void()> handler) { wake_handler_ = std::move(handler); }
 
@@ -98,6 +102,8 @@ class HttpsServer final : public UpTransport {
                            std::size_t len);
   static int up_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
                          std::size_t len);
+  static int tunnel_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                             std::size_t len);
   int on_http(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
   int on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* session, void* in,
             std::size_t len);
@@ -118,7 +124,8 @@ class HttpsServer final : public UpTransport {
   HttpHandler http_handler_;
   DeviceHub* hub_ = nullptr;
   std::function<void()> wake_handler_;
-  lws_protocols protocols_[3]{};
+  TunnelRelay* tunnel_ = nullptr;
+  lws_protocols protocols_[5]{};
   lws_retry_bo_t retry_{};
   std::vector<ssl::X509Ptr> client_cas_;
   std::unordered_map<ExchangeId, HttpExchange> exchanges_;

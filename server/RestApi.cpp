@@ -146,7 +146,20 @@ void RestApi::handle(const HttpRequest& request, HttpRespond respond) noexcept {
   std::optional<Responder> responder;
   try {
     responder.emplace(std::move(respond));
-    if (auto response = route(request, *responder)) (*responder)(std::move(*response));
+    // Handlers see who is calling (HttpRequest::principal). A copy: the request is only
+    // valid during this call anyway.
+    HttpRequest authed = request;
+    if (users_ != nullptr) {
+      if (auto principal = users_->authenticate(request.authorization)) {
+        authed.principal = principal->name;
+        authed.principal_is_admin = principal->admin;
+      }
+    } else if (request.authorization.rfind("Bearer ", 0) == 0 &&
+               admin_token_.matches(std::string_view(request.authorization).substr(7))) {
+      authed.principal = kAdminPrincipal;
+      authed.principal_is_admin = true;
+    }
+    if (auto response = route(authed, *responder)) (*responder)(std::move(*response));
     return;
   } catch (const std::exception& e) {
     log::error("REST " + request.method + " " + request.path + " failed: " + e.what());
@@ -178,11 +191,10 @@ std::optional<HttpResponse> RestApi::route(const HttpRequest& request, const Res
   const auto parts = split_path(std::string_view(request.path).substr(kApiPrefix.size()));
   const std::string& method = request.method;
 
+  // The admin token, or a logged-in user's session (request.principal, set in handle()).
   auto require_admin = [&]() -> std::optional<HttpResponse> {
-    constexpr std::string_view kBearer = "Bearer ";
     const std::string& auth = request.authorization;
-    if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0 ||
-        !admin_token_.matches(std::string_view(auth).substr(kBearer.size()))) {
+    if (request.principal.empty()) {
       HttpResponse r = error_response(
           401, Errc::kUnauthenticated,
           auth.empty() ? "this call needs the admin token (Authorization: Bearer ...)"
@@ -193,6 +205,16 @@ std::optional<HttpResponse> RestApi::route(const HttpRequest& request, const Res
     return std::nullopt;
   };
 
+  if (users_ != nullptr) {
+    std::optional<Principal> principal;
+    if (!request.principal.empty())
+      principal = Principal{request.principal, request.principal_is_admin};
+    if (auto response = users_->route(request, parts, principal)) return response;
+  }
+  if (lan_ != nullptr && LanDiscovery::owns(parts)) {
+    if (auto denied = require_admin()) return *denied;
+    return lan_->route(request, parts, [respond](HttpResponse r) { respond(std::move(r)); });
+  }
   if (parts.size() == 1 && parts[0] == "enroll") {
     if (method != "POST") return method_not_allowed("POST");
     return enroll(request);
@@ -232,6 +254,10 @@ std::optional<HttpResponse> RestApi::route(const HttpRequest& request, const Res
     if (auto denied = require_admin()) return *denied;
     if (method == "GET") return get_settings(parts[1], respond);
     return put_settings(request, parts[1], respond);
+  }
+  if (shadow_ != nullptr && ShadowService::owns_route(parts)) {
+    if (auto denied = require_admin()) return *denied;
+    return shadow_->route(request, parts, [respond](HttpResponse r) { respond(std::move(r)); });
   }
   return error_response(404, Errc::kNotFound, "no such resource: " + request.path.substr(0, 200));
 }
@@ -310,6 +336,10 @@ json RestApi::device_json(const DeviceRecord& d, bool with_details) const {
       {"cert_expires", d.cert_expires},
       {"revoked", d.revoked},
   };
+  if (lan_ != nullptr) {
+    const std::int64_t udp = lan_->last_seen_udp(d.id);
+    j["last_seen_udp"] = udp > 0 ? json(udp) : json(nullptr);
+  }
   if (with_details) {
     j["inventory"] = parsed_or_null(d.inventory_json);
     j["status"] =

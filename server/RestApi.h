@@ -11,9 +11,12 @@
 #include "server/AdminToken.h"
 #include "server/EnrollmentService.h"
 #include "server/HttpMessage.h"
+#include "server/LanDiscovery.h"
 #include "server/LiveDevices.h"
 #include "server/SettingsDocument.h"
+#include "server/ShadowService.h"
 #include "server/Store.h"
+#include "server/UserApi.h"
 
 namespace tether::server {
 
@@ -23,6 +26,14 @@ class RestApi {
   ~RestApi();
   RestApi(const RestApi&) = delete;
   RestApi& operator=(const RestApi&) = delete;
+
+  // Login, sessions and users (owned by the caller). Without one, only the admin token
+  // authenticates.
+  void set_user_api(UserApi* users) { users_ = users; }
+  // Scan, online check, wake and auto-registration routes (owned by the caller).
+  void set_lan(LanDiscovery* lan) { lan_ = lan; }
+  // Shadowing sessions and the audit log (owned by the caller): docs/api.md.
+  void set_shadow_service(ShadowService* shadow) { shadow_ = shadow; }
 
   // Answers through `respond`, exactly once: before returning, or later from the event loop.
   // Never throws: a failure inside becomes a 500.
@@ -61,6 +72,9 @@ class RestApi {
   EnrollmentService& enrollment_;
   LiveDevices& live_;
   AdminToken admin_token_;
+  UserApi* users_ = nullptr;
+  LanDiscovery* lan_ = nullptr;
+  ShadowService* shadow_ = nullptr;
   // Devices with a settings change waiting for the device's answer: a second change would
   // merge into a document that is about to be replaced.
   std::set<std::string> settings_in_flight_;

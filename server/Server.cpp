@@ -49,6 +49,7 @@ Server::Server(ServerSettings settings) : settings_(std::move(settings)) {}
 
 Server::~Server() {
   tick_.reset();
+  if (lan_) lan_->stop();
   // The listener's close callbacks reach into the hub: tear it down while the hub exists.
   if (https_) https_->stop();
   g_context.store(nullptr);
@@ -115,12 +116,59 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
   hub.status_interval = settings.status_interval;
   hub.request_timeout = settings.request_timeout;
   server->hub_ = std::make_unique<DeviceHub>(*server->store_, *server->ca_, *server->https_, hub);
+  UserApiSettings users;
+  users.session_ttl = settings.web_session_ttl;
+  users.login_rate_per_minute = settings.login_rate_per_minute;
+  server->users_ = std::make_unique<UserApi>(*server->store_, admin, users);
+  server->web_ = std::make_unique<WebApp>(WebAppSettings{settings.web_root, settings.novnc_root});
+  if (!file_exists(settings.web_root + "/index.html")) {
+    log::warning("web.root " + settings.web_root + " has no index.html: no web app");
+  } else if (!file_exists(settings.novnc_root + "/core/rfb.js")) {
+    log::warning("web.novnc_root " + settings.novnc_root +
+                 " has no core/rfb.js (Debian package novnc): the browser viewer will not load");
+  }
   server->rest_ = std::make_unique<RestApi>(*server->store_, *server->enrollment_, *server->hub_,
                                             std::move(admin));
+  server->rest_->set_user_api(server->users_.get());
+  LanSettings lan;
+  lan.state_dir = dir;
+  lan.listen_host = settings.listen.host;
+  lan.registration_port = settings.registration_port;
+  lan.device_port = settings.discovery_device_port;
+  lan.ca_fingerprint_hex = server->ca_->ca_fingerprint();
+  lan.registration_rate_per_minute = settings.enroll_rate_per_minute;
+  lan.online_check_interval = settings.online_check_interval;
+  lan.wake_rate = settings.wake_rate;
+  server->lan_ =
+      std::make_unique<LanDiscovery>(lan, *server->store_, *server->enrollment_, *server->hub_);
+  server->rest_->set_lan(server->lan_.get());
+
+  ShadowSettings shadow;
+  shadow.token_ttl = settings.shadow_token_ttl;
+  shadow.max_sessions = settings.shadow_max_sessions;
+  shadow.public_url = settings.public_url;
+  DeviceHub* hub_ptr = server->hub_.get();
+  server->shadow_ = std::make_unique<ShadowService>(
+      *server->store_, *server->hub_,
+      [hub_ptr](const std::string& id, const protocol::UpBody& body) {
+        return hub_ptr->notify(id, body);
+      },
+      shadow);
+  server->relay_ = std::make_unique<TunnelRelay>(*server->shadow_);
+  server->rest_->set_shadow_service(server->shadow_.get());
 
   Server* self = server.get();
   server->https_->set_hub(server->hub_.get());
+  server->https_->set_tunnel_relay(server->relay_.get());
+  server->hub_->set_shadow_stop_handler(
+      [self](const std::string& device_id, const protocol::ShadowStop& stop) {
+        self->shadow_->on_device_stop(device_id, stop);
+      });
   server->https_->set_http_handler([self](const HttpRequest& request, HttpRespond respond) {
+    if (WebApp::owns(request.path)) {
+      respond(self->web_->serve(request));
+      return;
+    }
     self->rest_->handle(request, std::move(respond));
   });
   server->https_->set_wake_handler([self] { self->on_wake(); });
@@ -140,6 +188,10 @@ int Server::run() {
     return 1;
   }
   g_context.store(https_->context());
+  if (auto lan = lan_->start(https_->context()); !lan.ok()) {
+    log::warning("LAN features (scan, online check, wake) are off: " + lan.error().message);
+    lan_->stop();
+  }
   log::notice(
       "listening on " +
       (settings_.listen.host.find(':') != std::string::npos ? "[" + settings_.listen.host + "]"
@@ -162,6 +214,7 @@ int Server::run() {
     }
   }
   tick_.reset();
+  lan_->stop();
   https_->stop();
   g_context.store(nullptr);
   flush_activity();
@@ -178,6 +231,7 @@ void Server::begin_shutdown() {
   shutdown_deadline_ = SteadyClock::now() + kShutdownGrace;
   log::notice("stopping: closing " + std::to_string(https_->up_connection_count()) +
               " device channel(s)");
+  shadow_->stop_all();
   hub_->close_all(kCloseRestarting, protocol::kRestartCloseReason);
   flush_activity();
   if (https_->up_connection_count() == 0 && https_->open_exchange_count() == 0) done_ = true;
@@ -195,6 +249,7 @@ void Server::on_tick() {
   try {
     const auto now = SteadyClock::now();
     hub_->expire_requests(now);
+    shadow_->expire(now);
     if (now >= next_flush_) {
       flush_activity();
       next_flush_ = now + settings_.flush_interval;

@@ -12,9 +12,14 @@
 #include "server/DeviceHub.h"
 #include "server/EnrollmentService.h"
 #include "server/HttpsServer.h"
+#include "server/LanDiscovery.h"
 #include "server/RestApi.h"
 #include "server/ServerConfig.h"
+#include "server/ShadowService.h"
 #include "server/SqliteStore.h"
+#include "server/TunnelRelay.h"
+#include "server/UserApi.h"
+#include "server/WebApp.h"
 
 namespace tether::server {
 
@@ -46,6 +51,11 @@ class Server {
   std::unique_ptr<HttpsServer> https_;
   std::unique_ptr<DeviceHub> hub_;
   std::unique_ptr<RestApi> rest_;
+  std::unique_ptr<LanDiscovery> lan_;
+  std::unique_ptr<ShadowService> shadow_;
+  std::unique_ptr<TunnelRelay> relay_;
+  std::unique_ptr<UserApi> users_;
+  std::unique_ptr<WebApp> web_;
   std::unique_ptr<LwsTimer> tick_;
   std::chrono::steady_clock::time_point next_flush_{};
   std::chrono::steady_clock::time_point shutdown_deadline_{};

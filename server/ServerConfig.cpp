@@ -65,6 +65,30 @@ const ConfigSchema& server_config_schema() {
        300 * kSecond},
       {"up.flush_interval", SettingType::kDuration, "60s",
        "how often last-seen times and status reports are written to the database", kSecond, kDay},
+      {"web.root", SettingType::kString, TETHER_WEBAPP_DIR,
+       "directory of the web app's files (index.html, app.js, ...)"},
+      {"web.novnc_root", SettingType::kString, "/usr/share/novnc",
+       "directory of noVNC (Debian's novnc package), served under /novnc/"},
+      {"web.session_ttl", SettingType::kDuration, "12h",
+       "lifetime of a login session of the web app", 60 * kSecond, 30 * kDay},
+      {"web.login_rate_per_minute", SettingType::kInteger, "10",
+       "login attempts allowed per source address and minute", 1, 100000},
+      {"shadow.token_ttl", SettingType::kDuration, "30s",
+       "how long the tokens of a shadowing session stay valid (after the device accepted) for "
+       "its two ends to connect",
+       kSecond, 600 * kSecond},
+      {"shadow.max_sessions", SettingType::kInteger, "100",
+       "shadowing sessions the server runs at once", 1, 100000},
+      {"discovery.device_port", SettingType::kInteger, "30005",
+       "UDP/TCP port of the devices' discovery responders (scan, online check, registration "
+       "request)",
+       1, 65535},
+      {"online.check_interval", SettingType::kDuration, "60s",
+       "how often the server checks over UDP whether devices without a channel are online; 0 "
+       "turns it off",
+       0, kDay},
+      {"wake.rate", SettingType::kInteger, "20", "devices woken per second in a bulk wake-on-LAN",
+       1, 10000},
       {"log.level",
        SettingType::kEnum,
        "info",
@@ -122,6 +146,15 @@ Result<ServerSettings> settings_from_config(const Config& config, std::string st
   s.status_interval = seconds_of(config, "up.status_interval");
   s.request_timeout = seconds_of(config, "up.request_timeout");
   s.flush_interval = config.duration("up.flush_interval");
+  s.discovery_device_port = static_cast<std::uint16_t>(config.integer("discovery.device_port"));
+  s.online_check_interval = seconds_of(config, "online.check_interval");
+  s.wake_rate = static_cast<int>(config.integer("wake.rate"));
+  s.web_root = config.string("web.root");
+  s.novnc_root = config.string("web.novnc_root");
+  s.web_session_ttl = seconds_of(config, "web.session_ttl");
+  s.login_rate_per_minute = static_cast<int>(config.integer("web.login_rate_per_minute"));
+  s.shadow_token_ttl = seconds_of(config, "shadow.token_ttl");
+  s.shadow_max_sessions = static_cast<std::size_t>(config.integer("shadow.max_sessions"));
   if (!log::parse_level(config.string("log.level"), s.log_level)) {
     return make_error(Errc::kBadValue, "log.level: unknown level");
   }

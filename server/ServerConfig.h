@@ -35,6 +35,18 @@ struct ServerSettings {
   std::chrono::seconds request_timeout{30};
   std::chrono::milliseconds flush_interval{0};
   log::Level log_level = log::Level::kInfo;
+  // LAN features (discovery.*, online.*, wake.*; server/LanDiscovery.h).
+  std::uint16_t discovery_device_port = 30005;
+  std::chrono::seconds online_check_interval{60};
+  int wake_rate = 20;
+  // Shadowing (shadow.*): token validity and the cap on sessions at once.
+  std::chrono::seconds shadow_token_ttl{30};
+  std::size_t shadow_max_sessions = 100;
+  // The web app (web.*): where its files and noVNC's are, and its login sessions.
+  std::string web_root;
+  std::string novnc_root;
+  std::chrono::seconds web_session_ttl{12 * 3600};
+  int login_rate_per_minute = 10;
 };
 
 // Builds the settings from parsed arguments: -c FILE (or the default file and its .d

@@ -53,6 +53,34 @@ CREATE INDEX enrollment_tokens_expiry ON enrollment_tokens (expires_at);
 ALTER TABLE devices ADD COLUMN settings TEXT;
 ALTER TABLE devices ADD COLUMN settings_error TEXT;
 )sql",
+    // 3: web app users (server/UserApi.h).
+    R"sql(
+CREATE TABLE users (
+  name TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+)sql",
+    // 4: the shadowing audit log (server/ShadowService.h).
+    R"sql(
+CREATE TABLE shadow_audit (
+  session_id TEXT PRIMARY KEY,
+  device_id TEXT NOT NULL,
+  hostname TEXT NOT NULL DEFAULT '',
+  admin TEXT NOT NULL DEFAULT '',
+  viewer TEXT NOT NULL DEFAULT '',
+  view_only INTEGER NOT NULL DEFAULT 0,
+  requested_at INTEGER NOT NULL,
+  started_at INTEGER,
+  ended_at INTEGER,
+  bytes_to_viewer INTEGER NOT NULL DEFAULT 0,
+  bytes_to_device INTEGER NOT NULL DEFAULT 0,
+  end_reason TEXT,
+  end_message TEXT
+);
+CREATE INDEX shadow_audit_device ON shadow_audit (device_id, requested_at);
+CREATE INDEX shadow_audit_requested ON shadow_audit (requested_at);
+)sql",
 };
 
 // Agent-supplied strings are bounded by the protocol decoders already; these caps keep the
@@ -509,6 +537,127 @@ Result<int> SqliteStore::purge_enrollment_tokens(std::int64_t before) {
   stmt.bind(1, before);
   TETHER_TRY(stmt.run());
   return sqlite3_changes(db_.get());
+}
+
+Result<bool> SqliteStore::insert_user(const UserRecord& user) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(),
+                                             "INSERT INTO users (name, password_hash, created_at) "
+                                             "VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING"));
+  stmt.bind(1, user.name).bind(2, user.password_hash).bind(3, user.created_at);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
+}
+
+Result<std::optional<UserRecord>> SqliteStore::find_user(const std::string& name) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(),
+                                             "SELECT name, password_hash, created_at FROM users "
+                                             "WHERE name = ?1"));
+  stmt.bind(1, name);
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  if (!row) return std::optional<UserRecord>{};
+  return std::optional<UserRecord>(UserRecord{stmt.text(0), stmt.text(1), stmt.integer(2)});
+}
+
+Result<std::vector<UserRecord>> SqliteStore::list_users() {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(),
+                                             "SELECT name, password_hash, created_at FROM users "
+                                             "ORDER BY name"));
+  std::vector<UserRecord> out;
+  while (true) {
+    TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+    if (!row) break;
+    out.push_back(UserRecord{stmt.text(0), stmt.text(1), stmt.integer(2)});
+  }
+  return out;
+}
+
+Result<bool> SqliteStore::delete_user(const std::string& name) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(), "DELETE FROM users WHERE name = ?1"));
+  stmt.bind(1, name);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
+}
+
+// ---- shadowing audit -----------------------------------------------------------------
+
+Status SqliteStore::save_shadow_audit(const ShadowAuditRecord& r) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(
+          db_.get(),
+          "INSERT INTO shadow_audit (session_id, device_id, hostname, admin, viewer, view_only, "
+          "requested_at, started_at, ended_at, bytes_to_viewer, bytes_to_device, end_reason, "
+          "end_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+          "ON CONFLICT (session_id) DO UPDATE SET device_id = ?2, hostname = ?3, admin = ?4, "
+          "viewer = ?5, view_only = ?6, requested_at = ?7, started_at = ?8, ended_at = ?9, "
+          "bytes_to_viewer = ?10, bytes_to_device = ?11, end_reason = ?12, end_message = ?13"));
+  stmt.bind(1, cap(r.session_id, 64))
+      .bind(2, cap(r.device_id, 64))
+      .bind(3, cap(r.hostname, kMaxHostname))
+      .bind(4, cap(r.admin, 128))
+      .bind(5, cap(r.viewer, 16))
+      .bind(6, std::int64_t{r.view_only ? 1 : 0})
+      .bind(7, r.requested_at);
+  if (r.started_at) {
+    stmt.bind(8, *r.started_at);
+  } else {
+    stmt.bind_null(8);
+  }
+  if (r.ended_at) {
+    stmt.bind(9, *r.ended_at);
+  } else {
+    stmt.bind_null(9);
+  }
+  stmt.bind(10, r.bytes_to_viewer).bind(11, r.bytes_to_device);
+  if (r.end_reason.empty()) {
+    stmt.bind_null(12);
+  } else {
+    stmt.bind(12, cap(r.end_reason, 64));
+  }
+  if (r.end_message.empty()) {
+    stmt.bind_null(13);
+  } else {
+    stmt.bind(13, cap(r.end_message, 1024));
+  }
+  return stmt.run();
+}
+
+Result<std::vector<ShadowAuditRecord>> SqliteStore::list_shadow_audit(const std::string& device_id,
+                                                                      int limit) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(),
+                         "SELECT session_id, device_id, hostname, admin, viewer, view_only, "
+                         "requested_at, started_at, ended_at, bytes_to_viewer, bytes_to_device, "
+                         "end_reason, end_message FROM shadow_audit "
+                         "WHERE ?1 = '' OR device_id = ?1 "
+                         "ORDER BY requested_at DESC, rowid DESC LIMIT ?2"));
+  stmt.bind(1, device_id).bind(2, std::int64_t{limit});
+  std::vector<ShadowAuditRecord> out;
+  while (true) {
+    TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+    if (!row) break;
+    ShadowAuditRecord r;
+    r.session_id = stmt.text(0);
+    r.device_id = stmt.text(1);
+    r.hostname = stmt.text(2);
+    r.admin = stmt.text(3);
+    r.viewer = stmt.text(4);
+    r.view_only = stmt.integer(5) != 0;
+    r.requested_at = stmt.integer(6);
+    if (!stmt.is_null(7)) r.started_at = stmt.integer(7);
+    if (!stmt.is_null(8)) r.ended_at = stmt.integer(8);
+    r.bytes_to_viewer = stmt.integer(9);
+    r.bytes_to_device = stmt.integer(10);
+    r.end_reason = stmt.text(11);
+    r.end_message = stmt.text(12);
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace tether::server

@@ -41,6 +41,13 @@ class SqliteStore final : public Store {
   Result<std::optional<EnrollmentTokenRecord>> find_enrollment_token(
       const std::string& secret_sha256) override;
   Result<int> purge_enrollment_tokens(std::int64_t before) override;
+  Result<bool> insert_user(const UserRecord& user) override;
+  Result<std::optional<UserRecord>> find_user(const std::string& name) override;
+  Result<std::vector<UserRecord>> list_users() override;
+  Result<bool> delete_user(const std::string& name) override;
+  Status save_shadow_audit(const ShadowAuditRecord& record) override;
+  Result<std::vector<ShadowAuditRecord>> list_shadow_audit(const std::string& device_id,
+                                                           int limit) override;
 
  private:
   struct DbCloser {

@@ -46,6 +46,32 @@ struct EnrollmentTokenRecord {
   std::string mac;      // "" when not bound to a MAC
 };
 
+// A web app user (docs/api.md, Users). The admin token's holder is not one: "admin" is
+// reserved.
+struct UserRecord {
+  std::string name;
+  std::string password_hash;  // PasswordHash.h's encoding
+  std::int64_t created_at = 0;
+};
+
+// One shadowing session in the audit log (docs/api.md, audit). Written when the session is
+// requested and again as it starts and ends.
+struct ShadowAuditRecord {
+  std::string session_id;
+  std::string device_id;
+  std::string hostname;
+  std::string admin;   // who asked
+  std::string viewer;  // "browser" or "external"
+  bool view_only = false;
+  std::int64_t requested_at = 0;
+  std::optional<std::int64_t> started_at;  // spliced at
+  std::optional<std::int64_t> ended_at;
+  std::int64_t bytes_to_viewer = 0;
+  std::int64_t bytes_to_device = 0;
+  std::string end_reason;  // "" while it runs
+  std::string end_message;
+};
+
 // What enrollment writes about a device (new or re-enrolling).
 struct EnrolledDevice {
   std::string id;
@@ -116,6 +142,19 @@ class Store {
       const std::string& secret_sha256) = 0;
   // Forgets tokens that expired before `before` (used or not); returns how many.
   [[nodiscard]] virtual Result<int> purge_enrollment_tokens(std::int64_t before) = 0;
+
+  // Users: false from insert_user when the name is taken, from delete_user when unknown.
+  [[nodiscard]] virtual Result<bool> insert_user(const UserRecord& user) = 0;
+  [[nodiscard]] virtual Result<std::optional<UserRecord>> find_user(const std::string& name) = 0;
+  // Ordered by name.
+  [[nodiscard]] virtual Result<std::vector<UserRecord>> list_users() = 0;
+  [[nodiscard]] virtual Result<bool> delete_user(const std::string& name) = 0;
+
+  // Shadowing audit: inserts the row or replaces the one with the same session id.
+  [[nodiscard]] virtual Status save_shadow_audit(const ShadowAuditRecord& record) = 0;
+  // Newest first (by requested_at, then session id); `device_id` "" for every device.
+  [[nodiscard]] virtual Result<std::vector<ShadowAuditRecord>> list_shadow_audit(
+      const std::string& device_id, int limit) = 0;
 };
 
 }  // namespace tether::server

@@ -7,7 +7,11 @@ and speaks over mutual TLS like the agent; what it answers is up to the test.
 
 import asyncio
 
+import websockets
+
 from tether_harness import DeviceKey, hello_message, recv_json, send_json, up_connect
+
+TUNNEL_SUBPROTOCOL = "tether.tunnel.v1"
 
 
 def enroll(server, tmp_path, name="device", macs=("52:54:00:12:34:56",)):
@@ -77,6 +81,47 @@ class FakeDevice:
 
     async def close(self):
         await self.ws.close()
+
+    # ---- shadowing (docs/protocol.md §5) ------------------------------------------------
+
+    async def next_shadow_start(self, timeout=10):
+        """The next shadow_start, skipping anything else the server sends first."""
+        while True:
+            message = await self.next_request(timeout)
+            if message["type"] == "shadow_start":
+                return message
+
+    async def accept_shadow(self, request, view_only=False, consent="not_required"):
+        await self.answer(request, {"view_only": view_only, "consent": consent})
+
+    async def open_tunnel(self, request, device=None, token=None, **kwargs):
+        """The device end of the session `request` (a shadow_start) asked for, with this
+        device's certificate (or `device`'s)."""
+        body = request["body"]
+        return await tunnel_connect(self.server, body["tunnel_url"], token or body["token"],
+                                    device or self.device, **kwargs)
+
+    async def shadow_stop(self, session_id, reason, message=""):
+        await self.send("shadow_stop", {"session_id": session_id, "reason": reason,
+                                        "message": message})
+
+
+async def tunnel_connect(server, url, token, device=None, subprotocol=TUNNEL_SUBPROTOCOL,
+                         origin=None):
+    """A WebSocket to a tunnel URL (device end with `device`'s certificate, else none)."""
+    ctx = server.ssl_context(device.cert, device.key) if device else server.ssl_context()
+    # The server names itself 127.0.0.1 in URLs built from --listen.
+    return await websockets.connect(f"{url}?token={token}" if token is not None else url,
+                                    ssl=ctx, subprotocols=[subprotocol], origin=origin,
+                                    open_timeout=10, ping_interval=None, max_size=2 ** 20)
+
+
+async def viewer_connect(server, viewer_url, subprotocol="binary", origin=None):
+    """The viewer end, as a browser (with `origin`) or a tool would open it."""
+    ctx = server.ssl_context()
+    return await websockets.connect(viewer_url, ssl=ctx, subprotocols=[subprotocol],
+                                    origin=origin, open_timeout=10, ping_interval=None,
+                                    max_size=2 ** 20)
 
 
 def run_ctl_async(server, *args):

@@ -1,0 +1,77 @@
+// A helper process of a shadowing session (tether-vnc, tether-shadow-ui): fork+exec with an
+// argv and a clean environment (never a shell), in its own process group, optionally as
+// another user, with one inherited descriptor. Its exit is watched on the lws loop through a
+// pidfd, so nothing ever blocks in waitpid while the agent runs.
+#pragma once
+
+#include <libwebsockets.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/LwsFdWatcher.h"
+#include "common/LwsLoop.h"
+#include "common/Result.h"
+#include "common/UniqueFd.h"
+
+namespace tether::agent {
+
+struct SpawnSpec {
+  std::vector<std::string> argv;  // argv[0] is the path to exec
+  std::vector<std::string> env;   // the whole environment, "NAME=value"
+  // Becomes descriptor 3 in the child (close-on-exec cleared there only); -1 for none.
+  int pass_fd = -1;
+  // Run as this user (initgroups, setgid, setuid, verified) when the agent is root and the
+  // user is not; otherwise the child keeps the agent's credentials.
+  std::optional<uid_t> uid;
+  gid_t gid = 0;
+  std::string user;  // for the supplementary groups
+  std::string cwd = "/";
+};
+
+class ChildProcess {
+ public:
+  // The child's wait status (as from waitpid), delivered once, from a timer on the loop. The
+  // handler must not destroy the ChildProcess synchronously (defer it).
+  using ExitHandler = std::function<void(int status)>;
+
+  // `vhost` must list the fd-watcher protocol.
+  [[nodiscard]] static Result<std::unique_ptr<ChildProcess>> spawn(lws_context* ctx,
+                                                                   lws_vhost* vhost,
+                                                                   const SpawnSpec& spec,
+                                                                   ExitHandler on_exit);
+  // Kills the process group (SIGKILL) and reaps the child if it still runs: no leftovers.
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // SIGTERM to the child's process group, SIGKILL after `grace` if it is still there.
+  void terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  [[nodiscard]] bool running() const noexcept { return !reaped_; }
+
+  // "exited with 1", "killed by signal 15".
+  [[nodiscard]] static std::string describe_status(int status);
+
+ private:
+  ChildProcess(lws_context* ctx, ExitHandler on_exit);
+  void on_pidfd_readable();
+  void kill_group(int sig);
+  void report_exit();
+
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  std::unique_ptr<LwsFdWatcher> watch_;
+  LwsTimer kill_timer_;
+  LwsTimer exit_timer_;
+  ExitHandler on_exit_;
+  bool reaped_ = false;
+  int status_ = 0;
+};
+
+}  // namespace tether::agent

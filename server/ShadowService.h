@@ -1,0 +1,158 @@
+// Shadowing sessions on the server (docs/protocol.md §5, docs/api.md "Shadowing and audit"):
+// creates a session with single-use tokens for the device's tunnel and the viewer's
+// WebSocket, asks the device with shadow_start and maps its answer to the REST response,
+// admits the two tunnel ends (TunnelRelay asks), splices them (TunnelSplice), ends sessions
+// (the admin, the device's shadow_stop, an end closing, an end not arriving in time, the
+// server stopping) and writes the audit log. No sockets here: the relay drives it through
+// plain calls, so the unit tests can too.
+//
+// A session: requested (waiting for the device's answer) → accepted (the tokens run for
+// shadow.token_ttl from now) → device_joined / viewer_joined → spliced → ending (a reason is
+// known; the ends still open are being closed) → gone (the audit row is final).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/Result.h"
+#include "protocol/UpMessage.h"
+#include "server/HttpMessage.h"
+#include "server/LiveDevices.h"
+#include "server/Store.h"
+#include "server/TunnelSplice.h"
+
+namespace tether::server {
+
+struct ShadowSettings {
+  std::chrono::seconds token_ttl{30};
+  std::size_t max_sessions = 100;
+  std::string public_url;  // wss://HOST:PORT: the device's tunnel_url starts with it
+  TunnelLimits limits;
+};
+
+// The sockets of the tunnel ends, as ShadowService sees them (TunnelRelay implements it).
+class TunnelTransport {
+ public:
+  virtual ~TunnelTransport() = default;
+  virtual void request_writable(const std::string& session, TunnelEnd end) = 0;
+  virtual void set_receiving(const std::string& session, TunnelEnd end, bool receiving) = 0;
+};
+
+// The session's public parts, for GET /api/v1/shadow/sessions and tests.
+struct ShadowSessionInfo {
+  ShadowAuditRecord audit;
+  std::string state;
+  std::uint64_t queued_to_viewer = 0;
+  std::uint64_t queued_to_device = 0;
+};
+
+class ShadowService {
+ public:
+  // Sends a message that is not a request to a device; false when it is offline.
+  using Notify = std::function<bool(const std::string& device_id, const protocol::UpBody& body)>;
+  using WallClock = std::function<std::int64_t()>;  // unix seconds
+  using SteadyClock = std::chrono::steady_clock;
+
+  ShadowService(Store& store, LiveDevices& live, Notify notify, ShadowSettings settings,
+                WallClock wall_clock = {});
+  // Sessions still open are recorded as ended (server_stopping unless a reason is known).
+  ~ShadowService();
+  ShadowService(const ShadowService&) = delete;
+  ShadowService& operator=(const ShadowService&) = delete;
+
+  void set_transport(TunnelTransport* transport) { transport_ = transport; }
+
+  // ---- REST (RestApi routes here after authenticating; request.principal is the admin) --
+  // Whether the path (after /api/v1/, split at '/') is one of ours.
+  [[nodiscard]] static bool owns_route(const std::vector<std::string>& parts);
+  // nullopt: the answer comes later through `respond`.
+  [[nodiscard]] std::optional<HttpResponse> route(const HttpRequest& request,
+                                                  const std::vector<std::string>& parts,
+                                                  HttpRespond respond);
+
+  struct StartRequest {
+    std::string device_id;
+    std::string admin;
+    bool view_only = false;
+    std::string monitor;
+    protocol::ViewerKind viewer = protocol::ViewerKind::kBrowser;
+    std::string host;  // the Host the caller reached us at; "" for public_url's
+  };
+  // Answers through `respond` (201 with the viewer URL, or the refusal), now or later.
+  void start(const StartRequest& request, HttpRespond respond);
+  // Ends a session as the admin asked (shadow_stop "admin"); false when there is none.
+  bool end_by_admin(const std::string& session_id);
+  [[nodiscard]] std::vector<ShadowSessionInfo> active_sessions() const;
+  [[nodiscard]] Result<std::vector<ShadowAuditRecord>> audit(const std::string& device_id,
+                                                             int limit);
+
+  // ---- tunnel ends (TunnelRelay) ------------------------------------------------------
+  // Whether an end may join with this token. `device_id` is the client certificate's device
+  // ("" when none); the device end must present the session's device. The token is not used.
+  [[nodiscard]] Status check_join(const std::string& session_id, TunnelEnd end,
+                                  std::string_view token, const std::string& device_id) const;
+  // check_join, then the token is used up.
+  [[nodiscard]] Status join(const std::string& session_id, TunnelEnd end, std::string_view token,
+                            const std::string& device_id);
+  // The end's WebSocket is open (after join).
+  void opened(const std::string& session_id, TunnelEnd end);
+  void received(const std::string& session_id, TunnelEnd from, std::string_view bytes);
+  void received_text(const std::string& session_id, TunnelEnd from);
+  [[nodiscard]] TunnelSplice::Action take(const std::string& session_id, TunnelEnd end);
+  // The end's WebSocket closed.
+  void closed(const std::string& session_id, TunnelEnd end);
+
+  // ---- the UP channel and the loop ----------------------------------------------------
+  void on_device_stop(const std::string& device_id, const protocol::ShadowStop& stop);
+  // Ends accepted sessions whose ends did not both arrive within the token's validity.
+  void expire(SteadyClock::time_point now);
+  // The server is stopping: every session ends (shadow_stop "server_stopping").
+  void stop_all();
+  [[nodiscard]] std::size_t session_count() const noexcept { return sessions_.size(); }
+
+ private:
+  struct Session;
+  class SessionIo;
+
+  Session* find(const std::string& session_id) const;
+  void answer_start(const std::string& session_id, const Result<protocol::ResultBody>& result,
+                    const HttpRespond& respond);
+  // Records the reason (the first one wins), closes the ends still open, tells the device
+  // when `notify_device`; the session goes once no end is open.
+  void end_session(Session& session, const std::string& reason, const std::string& message,
+                   bool notify_device, int close_code, bool flush);
+  void finish_if_done(const std::string& session_id);
+  void save(const ShadowAuditRecord& record);
+  std::string viewer_url(const Session& session, const std::string& host) const;
+  std::int64_t now() const;
+  HttpResponse list_response() const;
+  HttpResponse audit_response(const HttpRequest& request);
+
+  Store& store_;
+  LiveDevices& live_;
+  Notify notify_;
+  ShadowSettings settings_;
+  WallClock wall_clock_;
+  TunnelTransport* transport_ = nullptr;
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  // Recently finished sessions whose reason a device's late shadow_stop may still refine
+  // (a tunnel that closed before its shadow_stop arrived): session id → audit row.
+  std::deque<ShadowAuditRecord> recent_;
+  // Answers that come after this object is gone see it expired.
+  std::shared_ptr<ShadowService*> alive_ = std::make_shared<ShadowService*>(this);
+};
+
+// Whether a WebSocket's Origin header (if any) is this server's own origin for the Host the
+// browser used: "https://" + host, compared case-insensitively.
+[[nodiscard]] bool tunnel_origin_allowed(const std::optional<std::string>& origin,
+                                         const std::string& host);
+
+}  // namespace tether::server

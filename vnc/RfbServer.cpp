@@ -32,7 +32,7 @@ void shift_and_max(std::uint32_t mask, std::uint8_t& shift, std::uint16_t& max) 
   max = static_cast<std::uint16_t>(mask >> shift);
 }
 
-std::string format_line(const char* format, va_list args) {
+__attribute__((format(printf, 1, 0))) std::string format_line(const char* format, va_list args) {
   char line[1024];
   // The analyzer cannot see that every caller va_start()s `args` (a known false positive
   // for va_list parameters).

@@ -124,6 +124,10 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
     const auto& s = **status;
     out["connection"] = {{"state", running ? channel_state_name(s.channel.state) : "stopped"},
                          {"endpoint", s.channel.endpoint},
+                         {"endpoint_index", s.channel.endpoint_index},
+                         {"endpoints", s.channel.endpoints},
+                         {"via_gateway", running && s.channel.via_gateway},
+                         {"server_reachable", running && s.channel.server_reachable},
                          {"since", s.channel.since},
                          {"last_error", s.channel.last_error},
                          {"next_attempt", s.channel.next_attempt},
@@ -171,8 +175,14 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
     const auto& c = out["connection"];
     const std::string state = c["state"].get<std::string>();
     std::string text;
-    if (state == "connected") {
-      text = "connected to " + c["endpoint"].get<std::string>() + " since " +
+    if (state == "connected" && c["via_gateway"].get<bool>() &&
+        !c["server_reachable"].get<bool>()) {
+      text = "connected to the gateway " + c["endpoint"].get<std::string>() + " since " +
+             pki::format_utc(c["since"].get<std::int64_t>()) +
+             "; the server is unavailable behind it";
+    } else if (state == "connected") {
+      text = "connected to " + c["endpoint"].get<std::string>() +
+             (c["via_gateway"].get<bool>() ? " (a gateway)" : "") + " since " +
              pki::format_utc(c["since"].get<std::int64_t>());
     } else if (state == "waiting") {
       text = "waiting to reconnect to " + c["endpoint"].get<std::string>() + " (" +
@@ -183,6 +193,17 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
       text = state;
     }
     line("Connection", text);
+    const auto& endpoints = c["endpoints"];
+    if (endpoints.size() > 1) {
+      const auto index = c["endpoint_index"].get<std::size_t>();
+      std::string list;
+      for (std::size_t i = 0; i < endpoints.size(); ++i) {
+        list += (i == 0 ? "" : ", ") + endpoints[i].get<std::string>() + (i == index ? " (*)" : "");
+      }
+      line("Endpoint", std::to_string(index + 1) + " of " + std::to_string(endpoints.size()) +
+                           (index == 0 ? " (preferred)" : " (fallback)"));
+      line("Endpoints", list);
+    }
     if (!c["last_error"].get<std::string>().empty()) {
       line("Last error", c["last_error"].get<std::string>());
     }

@@ -70,6 +70,8 @@ namespace {
 // The settings that shape the UP channel: a change to any of them restarts it.
 constexpr const char* kChannelKeys[] = {
     "server.url",
+    "server.fallback_urls",
+    "server.primary_retry",
     "connection.backoff_base",
     "connection.backoff_cap",
     "connection.restart_spread",
@@ -254,7 +256,13 @@ void AgentDaemon::publish(const ChannelStatus& status) {
   if (!written.ok()) log::warning("cannot write the status file: " + written.error().message);
   std::string line;
   switch (status.state) {
-    case ChannelState::kConnected: line = "connected to " + status.endpoint; break;
+    case ChannelState::kConnected:
+      line = "connected to " + status.endpoint;
+      if (status.via_gateway) {
+        line +=
+            status.server_reachable ? " (a gateway)" : " (a gateway; the server is unavailable)";
+      }
+      break;
     case ChannelState::kConnecting: line = "connecting to " + status.endpoint; break;
     case ChannelState::kStopped:
       line = enrollment_ ? "stopped" : "not enrolled; waiting for tether-agent register";
@@ -325,11 +333,13 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
   }
   const std::string configured = config_.string("server.url");
   const std::string url_text = configured.empty() ? (*enrollment)->server_url : configured;
-  auto url = protocol::parse_server_url(url_text);
-  if (!url.ok()) {
-    log::error("server.url: " + url.error().message);
+  auto endpoints = EndpointList::parse(url_text, config_.string("server.fallback_urls"));
+  if (!endpoints.ok()) {
+    log::error(endpoints.error().message);
     return;
   }
+  std::string endpoint_text;
+  for (const auto& u : endpoints->urls()) endpoint_text += (endpoint_text.empty() ? "" : ", ") + u;
 
   const bool same_identity =
       !restart_channel && identity_ && client_ && identity_->device_id() == identity->device_id();
@@ -341,9 +351,9 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
     // Same key: refresh what may have changed (certificate from `register --force`, trust).
     (void)tls_->use_certificate(identity_->certificate());
     tls_->set_pinned(trust_);
-    if (endpoint_ != url->to_string()) {
-      endpoint_ = url->to_string();
-      client_->start(*url);
+    if (endpoint_ != endpoint_text) {
+      endpoint_ = endpoint_text;
+      client_->start(std::move(endpoints).value());
     }
     return;
   }
@@ -382,6 +392,7 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
   options.ping_interval_s = static_cast<std::uint16_t>(
       std::chrono::duration_cast<std::chrono::seconds>(config_.duration("connection.ping_interval"))
           .count());
+  options.primary_retry = config_.duration("server.primary_retry");
   client_ = std::make_unique<UpClient>(context_.get(), client_vhost_, options);
   SessionOptions session_options;
   session_options.capabilities.push_back("wol");  // wake_peer
@@ -392,10 +403,10 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
   client_->before_connect = [this] {
     if (!tls_->verify_error().empty()) log::warning(tls_->verify_error());
   };
-  endpoint_ = url->to_string();
+  endpoint_ = endpoint_text;
   log::info("device " + identity_->device_id() + " enrolled with " + enrollment_->server_url +
             "; connecting to " + endpoint_);
-  client_->start(*url);
+  client_->start(std::move(endpoints).value());
 }
 
 int AgentDaemon::run() {

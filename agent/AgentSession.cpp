@@ -50,6 +50,11 @@ void AgentSession::send_request(const protocol::UpBody& body, Pending kind) {
 
 void AgentSession::on_channel_open() {
   ++epoch_;
+  server_unavailable_ = false;
+  send_hello();
+}
+
+void AgentSession::send_hello() {
   protocol::Hello hello;
   hello.device_id = host_.device_id();
   hello.agent_version = kVersion;
@@ -60,6 +65,11 @@ void AgentSession::on_channel_open() {
 }
 
 void AgentSession::on_channel_closed() {
+  server_unavailable_ = false;
+  reset_server_state();
+}
+
+void AgentSession::reset_server_state() {
   status_timer_.cancel();
   renewal_timer_.cancel();
   expiry_timer_.cancel();
@@ -103,7 +113,33 @@ void AgentSession::handle_result(const protocol::Envelope& env,
   }
 }
 
+void AgentSession::on_gateway_status(const protocol::GatewayStatus& status) {
+  if (!status.server_connected) {
+    if (!server_unavailable_) {
+      log::notice("connected to the gateway " + client_.status().endpoint +
+                  ", but the server is unavailable behind it; waiting");
+      // The gateway drops what we send now: the hello (or anything else) in flight is lost.
+      reset_server_state();
+      server_unavailable_ = true;
+    }
+    client_.gateway_status(false);
+    return;
+  }
+  client_.gateway_status(true);
+  if (server_unavailable_) {
+    // The first "connected" of a channel needs nothing (its hello is on the way); after
+    // "unavailable" the server has never heard of this channel: hello again.
+    server_unavailable_ = false;
+    log::info("the server is reachable through the gateway again; saying hello");
+    send_hello();
+  }
+}
+
 void AgentSession::handle_request(const protocol::Envelope& env, const protocol::UpBody& body) {
+  if (const auto* gateway = std::get_if<protocol::GatewayStatus>(&body)) {
+    on_gateway_status(*gateway);
+    return;  // a notification: no reply
+  }
   if (const auto* trust = std::get_if<protocol::TrustUpdate>(&body)) {
     send(handle_trust_update(env.id, *trust));
     return;

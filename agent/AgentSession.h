@@ -1,5 +1,7 @@
 // The agent's side of the Unified Protocol over an open channel: hello first, then periodic
 // status; answers the server's requests; renews the device certificate before it expires.
+// Behind a gateway (gateway_status) it waits while the server is unavailable and says hello
+// again when the server is back.
 // Everything that must outlive a channel (identity, trust set) lives with the SessionHost.
 #pragma once
 
@@ -103,7 +105,11 @@ class AgentSession final : public ChannelHandler {
   void send_request(const protocol::UpBody& body, Pending kind);
   void handle_result(const protocol::Envelope& env, const protocol::ResultBody& result);
   void handle_request(const protocol::Envelope& env, const protocol::UpBody& body);
+  void send_hello();
   void on_hello_result(const protocol::ResultBody& result);
+  void on_gateway_status(const protocol::GatewayStatus& status);
+  // Forgets what belongs to the server's side of the channel: requests in flight, timers.
+  void reset_server_state();
   void on_renew_result(const protocol::ResultBody& result);
   protocol::Envelope handle_trust_update(const std::string& id, const protocol::TrustUpdate& t);
   void send_status();
@@ -126,8 +132,11 @@ class AgentSession final : public ChannelHandler {
   std::optional<std::time_t> next_renewal_;
   bool renewing_ = false;
   LwsTimer inventory_timer_;
-  // Counts channels: a reply that completes after its channel closed is dropped.
+  // Counts channels (and server links behind a gateway): a reply that completes after its
+  // channel closed is dropped.
   std::uint64_t epoch_ = 0;
+  // A gateway said the server is unavailable on this channel; hello goes again when it is back.
+  bool server_unavailable_ = false;
   // Callbacks that may outlive the session (logind calls) hold a weak_ptr to this.
   std::shared_ptr<AgentSession*> self_ = std::make_shared<AgentSession*>(this);
   std::mt19937_64 rng_;

@@ -39,6 +39,10 @@ ReconnectBackoff::ms ReconnectBackoff::after_refusal() {
   return cap_ / 2 + uniform(cap_ / 2);
 }
 
+ReconnectBackoff::ms ReconnectBackoff::between_endpoints() {
+  return uniform(base_);
+}
+
 ReconnectBackoff::ms ReconnectBackoff::after_network_change() {
   failures_ = 0;
   return uniform(base_);

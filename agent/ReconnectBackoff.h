@@ -25,6 +25,9 @@ class ReconnectBackoff {
   [[nodiscard]] ms after_network_change();
   // Delay after the server refused this device outright (revoked): no point in hurrying.
   [[nodiscard]] ms after_refusal();
+  // Delay before trying the next endpoint of a list within one round (EndpointList): small
+  // and jittered, and the bound does not grow (it grows once per round, in after_failure).
+  [[nodiscard]] ms between_endpoints();
   // The channel worked (hello answered): the next failure starts from the base again.
   void reset() noexcept { failures_ = 0; }
 

@@ -16,6 +16,10 @@ Status write_status_file(const StatePaths& paths, const AgentStatus& s) {
   const json doc = {{"pid", s.pid},
                     {"state", channel_state_name(s.channel.state)},
                     {"endpoint", s.channel.endpoint},
+                    {"endpoint_index", s.channel.endpoint_index},
+                    {"endpoints", s.channel.endpoints},
+                    {"via_gateway", s.channel.via_gateway},
+                    {"server_reachable", s.channel.server_reachable},
                     {"since", s.channel.since},
                     {"last_error", s.channel.last_error},
                     {"next_attempt", s.channel.next_attempt},
@@ -38,6 +42,11 @@ Result<std::optional<AgentStatus>> read_status_file(const StatePaths& paths) {
   s.pid = static_cast<int>(f.integer("pid", 0, 1 << 30));
   const std::string state = f.str("state", 32);
   s.channel.endpoint = f.opt_str("endpoint", 512).value_or("");
+  s.channel.endpoint_index =
+      static_cast<std::size_t>(f.opt_integer("endpoint_index", 0, 1024).value_or(0));
+  s.channel.endpoints = f.str_array("endpoints", 64, 512);
+  s.channel.via_gateway = f.opt_boolean("via_gateway", false);
+  s.channel.server_reachable = f.opt_boolean("server_reachable", false);
   s.channel.since = f.opt_integer("since", 0, std::int64_t{1} << 40).value_or(0);
   s.channel.last_error = f.opt_str("last_error", 4096, protocol::StringKind::kText).value_or("");
   s.channel.next_attempt = f.opt_integer("next_attempt", 0, std::int64_t{1} << 40).value_or(0);

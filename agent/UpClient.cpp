@@ -1,6 +1,7 @@
 #include "agent/UpClient.h"
 
 #include <random>
+#include <utility>
 
 #include "protocol/UpMessage.h"
 
@@ -51,10 +52,13 @@ UpClient::UpClient(lws_context* context, lws_vhost* vhost, UpClientOptions optio
       backoff_(options.backoff_base, options.backoff_cap, options.restart_spread,
                seed_or_random(options.seed)),
       retry_timer_(context, [this] { attempt(); }),
-      handshake_timer_(context, [this] {
-        fail("no answer to hello within " +
-             std::to_string(options_.connect_timeout.count() / 1000) + " s");
-      }) {}
+      handshake_timer_(context,
+                       [this] {
+                         fail("no answer to hello within " +
+                              std::to_string(options_.connect_timeout.count() / 1000) + " s");
+                       }),
+      probe_timer_(context, [this] { probe_primary(); }),
+      probe_(context, vhost) {}
 
 UpClient::~UpClient() {
   running_ = false;
@@ -65,14 +69,21 @@ void UpClient::set_state(ChannelState s) {
   if (status_.state != s) status_.since = unix_now();
   status_.state = s;
   status_.failures = backoff_.failures();
+  status_.endpoint = endpoints_.current().to_string();
+  status_.endpoint_index = endpoints_.index();
+  status_.server_reachable = session_open_ && s == ChannelState::kConnected &&
+                             (!status_.via_gateway || gateway_server_up_);
   if (on_status) on_status(status_);
 }
 
-void UpClient::start(const protocol::ServerUrl& endpoint, std::chrono::milliseconds delay) {
-  endpoint_ = endpoint;
-  status_.endpoint = endpoint.to_string();
+void UpClient::start(EndpointList endpoints, std::chrono::milliseconds delay) {
+  endpoints_ = std::move(endpoints);
+  status_.endpoints = endpoints_.urls();
   running_ = true;
+  returning_ = false;
   if (connection_.active()) {
+    switching_ = true;
+    switch_delay_ = delay;
     connection_.close(1001, "switching endpoint");
     return;  // on_closed schedules the next attempt
   }
@@ -83,6 +94,8 @@ void UpClient::stop(int code, std::string reason) {
   running_ = false;
   retry_timer_.cancel();
   handshake_timer_.cancel();
+  probe_timer_.cancel();
+  probe_.cancel();
   if (connection_.active()) connection_.close(code, std::move(reason));
   set_state(ChannelState::kStopped);
 }
@@ -106,10 +119,11 @@ void UpClient::attempt() {
   // The whole handshake (TCP, TLS, upgrade, hello) must finish within connect_timeout.
   handshake_timer_.schedule(
       std::chrono::duration_cast<std::chrono::microseconds>(options_.connect_timeout));
-  auto started = connection_.connect(endpoint_);
+  const std::string where = endpoints_.size() > 1 ? endpoints_.current().to_string() + ": " : "";
+  auto started = connection_.connect(endpoints_.current());
   if (!started.ok()) {
     handshake_timer_.cancel();
-    schedule(backoff_.after_failure(), started.error().message);
+    schedule(endpoints_.failed(backoff_), where + started.error().message);
   }
 }
 
@@ -129,12 +143,65 @@ void UpClient::fail(std::string reason) {
 }
 
 void UpClient::network_changed() {
-  if (!running_ || status_.state != ChannelState::kWaiting) return;
-  schedule(backoff_.after_network_change(), status_.last_error);
+  if (!running_) return;
+  if (status_.state == ChannelState::kWaiting) {
+    endpoints_.to_primary();
+    schedule(backoff_.after_network_change(), status_.last_error);
+  } else if (session_open_ && endpoints_.on_fallback() && !probe_.running() && !returning_) {
+    probe_timer_.schedule(std::chrono::microseconds(1));  // maybe the preferred one is back
+  }
+}
+
+void UpClient::gateway_status(bool server_connected) {
+  if (!session_open_) return;
+  status_.via_gateway = true;
+  if (!server_connected) {
+    // The gateway works but drops what we send: no hello can be answered now, and there
+    // is no point in trying elsewhere because of that.
+    gateway_server_up_ = false;
+    handshake_timer_.cancel();
+    backoff_.reset();
+    set_state(ChannelState::kConnected);
+    return;
+  }
+  const bool was_unavailable = !gateway_server_up_ && status_.state == ChannelState::kConnected;
+  gateway_server_up_ = true;
+  if (was_unavailable) {
+    // The session sends hello again: the same bound as for a new channel.
+    handshake_timer_.schedule(
+        std::chrono::duration_cast<std::chrono::microseconds>(options_.connect_timeout));
+    set_state(ChannelState::kConnecting);
+  } else {
+    set_state(status_.state);
+  }
+}
+
+void UpClient::probe_primary() {
+  if (!session_open_ || !endpoints_.on_fallback() || returning_) return;
+  const protocol::ServerUrl primary = endpoints_.primary();
+  probe_.start(
+      primary, options_.probe_timeout, [this, primary](bool reachable, const std::string&) {
+        if (!session_open_ || !endpoints_.on_fallback()) return;
+        if (!reachable) {
+          probe_timer_.schedule(
+              std::chrono::duration_cast<std::chrono::microseconds>(options_.primary_retry));
+          return;
+        }
+        // The preferred endpoint takes connections again: go back to it now (if that attempt
+        // fails after all, the round goes on from there as after any failure).
+        returning_ = true;
+        connection_.close(1001, "returning to preferred endpoint");
+      });
 }
 
 void UpClient::on_established() {
   session_open_ = true;
+  status_.via_gateway = false;
+  gateway_server_up_ = false;
+  if (endpoints_.on_fallback()) {
+    probe_timer_.schedule(
+        std::chrono::duration_cast<std::chrono::microseconds>(options_.primary_retry));
+  }
   handler_->on_channel_open();
 }
 
@@ -144,30 +211,47 @@ void UpClient::on_text(std::string_view message) {
 
 void UpClient::on_closed(const ChannelEnd& end) {
   handshake_timer_.cancel();
+  probe_timer_.cancel();
+  probe_.cancel();
   if (session_open_) {
     session_open_ = false;
     handler_->on_channel_closed();
   }
+  status_.via_gateway = false;
+  gateway_server_up_ = false;
   std::string why = !fail_reason_.empty() ? fail_reason_ : end.error;
   if (end.close_code != 0) {
     why = "closed by the server (" + std::to_string(end.close_code) +
           (end.close_reason.empty() ? "" : " " + end.close_reason) + ")";
   }
+  if (endpoints_.size() > 1) why = endpoints_.current().to_string() + ": " + why;
+  const bool switching = std::exchange(switching_, false);
+  const bool returning = std::exchange(returning_, false);
   if (!running_) {
     set_state(ChannelState::kStopped);
+    return;
+  }
+  if (switching) {
+    schedule(switch_delay_, "");
+    return;
+  }
+  if (returning) {
+    endpoints_.to_primary();
+    schedule(std::chrono::milliseconds(0),
+             "returning to the preferred endpoint " + endpoints_.current().to_string());
     return;
   }
   // 1012 (service restart) and 1001 (going away): the server is fine and coming back; the
   // whole fleet hears this at once, so spread out over restart_spread.
   if (end.close_code == protocol::kCloseRevoked) {
-    schedule(backoff_.after_refusal(), why + ": this device must be enrolled again");
+    schedule(endpoints_.refused(backoff_), why + ": this device must be enrolled again");
     return;
   }
   if (protocol::is_restart_close(end.close_code, end.close_reason)) {
-    schedule(backoff_.after_server_restart(), why);
+    schedule(endpoints_.restarting(backoff_), why);
     return;
   }
-  schedule(backoff_.after_failure(), why);
+  schedule(endpoints_.failed(backoff_), why);
 }
 
 }  // namespace tether::agent

@@ -1,7 +1,9 @@
 // Keeps the agent's one UP channel to its server (or gateway) nailed up: connects, hands the
-// open channel to a session handler, and when it ends decides when to try again
-// (ReconnectBackoff: full jitter; a jittered delay after the server says 1012/1001; a quick
-// retry after a network change). Publishes its state for `tether-agent status` and systemd.
+// open channel to a session handler, and when it ends decides where and when to try again
+// (EndpointList: the next endpoint soon, the backoff once per round; ReconnectBackoff: full
+// jitter; a jittered delay after the server says 1012/1001; a quick retry after a network
+// change). On a fallback endpoint it probes the preferred one every primary_retry and goes
+// back when it answers. Publishes its state for `tether-agent status` and systemd.
 #pragma once
 
 #include <chrono>
@@ -10,7 +12,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "agent/EndpointList.h"
+#include "agent/EndpointProbe.h"
 #include "agent/ReconnectBackoff.h"
 #include "agent/UpConnection.h"
 #include "common/LwsLoop.h"
@@ -23,11 +28,15 @@ enum class ChannelState { kStopped, kConnecting, kConnected, kWaiting };
 
 struct ChannelStatus {
   ChannelState state = ChannelState::kStopped;
-  std::string endpoint;           // wss://host:port being used or tried
-  std::int64_t since = 0;         // unix seconds: when this state began
-  std::string last_error;         // why the last attempt or channel ended
-  std::int64_t next_attempt = 0;  // unix seconds, when waiting
-  unsigned failures = 0;          // consecutive failed attempts
+  std::string endpoint;                // wss://host:port being used or tried
+  std::int64_t since = 0;              // unix seconds: when this state began
+  std::string last_error;              // why the last attempt or channel ended
+  std::int64_t next_attempt = 0;       // unix seconds, when waiting
+  unsigned failures = 0;               // consecutive failed attempts
+  std::size_t endpoint_index = 0;      // of `endpoint` in `endpoints` (0: the preferred one)
+  std::vector<std::string> endpoints;  // every endpoint, in order of preference
+  bool via_gateway = false;            // the open channel's peer said gateway_status
+  bool server_reachable = false;       // the server answers over the channel (now)
 };
 
 // What runs over an open channel (hello, status, requests): the agent's AgentSession.
@@ -46,6 +55,9 @@ struct UpClientOptions {
   std::chrono::milliseconds connect_timeout{20 * 1000};
   std::uint16_t ping_interval_s = 30;
   std::uint64_t seed = 0;  // for the jitter; 0: from the system's random source
+  // On a fallback endpoint, probe the preferred one this often (TCP connect, probe_timeout).
+  std::chrono::milliseconds primary_retry{60 * 1000};
+  std::chrono::milliseconds probe_timeout{5 * 1000};
 };
 
 class UpClient final : private UpConnectionListener {
@@ -55,21 +67,34 @@ class UpClient final : private UpConnectionListener {
 
   // The session that runs over each open channel; set before start().
   void set_handler(ChannelHandler& handler) noexcept { handler_ = &handler; }
-  // Starts (or restarts) keeping a channel to `endpoint`, first attempt after `delay`.
-  void start(const protocol::ServerUrl& endpoint,
+  // Starts (or restarts) keeping a channel to the first of `endpoints` that works, first
+  // attempt (at endpoint 0) after `delay`.
+  void start(EndpointList endpoints,
              std::chrono::milliseconds delay = std::chrono::milliseconds(0));
+  void start(const protocol::ServerUrl& endpoint,
+             std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
+    start(EndpointList({endpoint}), delay);
+  }
   // Closes the channel with `code` and stops reconnecting.
   void stop(int code, std::string reason);
   // The session's handshake completed (hello answered): the channel counts as working.
   void mark_ready();
   // The session found the channel unusable (e.g. hello refused): close it and back off.
   void fail(std::string reason);
-  // Link, address or route changed: retry soon instead of waiting out a long backoff.
+  // Link, address or route changed: retry soon (from endpoint 0) instead of waiting out a
+  // long backoff; on a fallback endpoint, probe the preferred one now.
   void network_changed();
+  // A gateway in front of the open channel reported its link to the server. Unavailable: the
+  // channel counts as connected (no hello timeout) but not ready; connected after that: the
+  // session sends hello again, which must be answered within connect_timeout.
+  void gateway_status(bool server_connected);
 
   [[nodiscard]] Status send(std::string text) { return connection_.send(std::move(text)); }
   [[nodiscard]] const ChannelStatus& status() const noexcept { return status_; }
-  [[nodiscard]] bool ready() const noexcept { return status_.state == ChannelState::kConnected; }
+  // Hello answered and the server reachable: what the session sends now reaches the server.
+  [[nodiscard]] bool ready() const noexcept {
+    return status_.state == ChannelState::kConnected && status_.server_reachable;
+  }
 
   std::function<void(const ChannelStatus&)> on_status;
   // Called before each connection attempt (a chance to refresh TLS material).
@@ -85,6 +110,7 @@ class UpClient final : private UpConnectionListener {
   void attempt();
   void schedule(std::chrono::milliseconds delay, std::string why);
   void set_state(ChannelState s);
+  void probe_primary();
 
   UpClientOptions options_;
   ChannelHandler* handler_ = nullptr;
@@ -92,10 +118,16 @@ class UpClient final : private UpConnectionListener {
   ReconnectBackoff backoff_;
   LwsTimer retry_timer_;
   LwsTimer handshake_timer_;
-  protocol::ServerUrl endpoint_;
+  LwsTimer probe_timer_;
+  EndpointProbe probe_;
+  EndpointList endpoints_{std::vector<protocol::ServerUrl>{}};
   ChannelStatus status_;
   bool running_ = false;
   bool session_open_ = false;
+  bool gateway_server_up_ = false;  // the gateway's last word on its link to the server
+  bool switching_ = false;          // closing to start over with a new endpoint list
+  std::chrono::milliseconds switch_delay_{0};
+  bool returning_ = false;  // closing to go back to the preferred endpoint
   std::string fail_reason_;
 };
 

@@ -15,8 +15,9 @@ constexpr std::int64_t kMaxBytes = std::int64_t{1} << 56;
 constexpr std::size_t kMaxPem = 16 * 1024;
 
 constexpr std::string_view kTypeNames[] = {
-    "hello",        "status",      "inventory",  "event",        "command",   "result",
-    "shadow_start", "shadow_stop", "cert_renew", "trust_update", "wake_peer", "settings",
+    "hello",     "status",       "inventory",      "event",      "command",
+    "result",    "shadow_start", "shadow_stop",    "cert_renew", "trust_update",
+    "wake_peer", "settings",     "gateway_status",
 };
 
 template <typename Enum, std::size_t N>
@@ -31,6 +32,7 @@ constexpr std::string_view kSeverityNames[] = {"debug", "info", "notice", "warni
 constexpr std::string_view kCommandNames[] = {"reboot", "poweroff", "refresh_inventory",
                                               "get_settings"};
 constexpr std::string_view kViewerNames[] = {"browser", "external"};
+constexpr std::string_view kGatewayServerStates[] = {"unavailable", "connected"};
 
 template <typename Enum, std::size_t N>
 Enum read_enum(JsonFieldReader& f, std::string_view key, const std::string_view (&names)[N]) {
@@ -286,6 +288,12 @@ Settings decode_settings(JsonFieldReader& f) {
   return s;
 }
 
+GatewayStatus decode_gateway_status(JsonFieldReader& f) {
+  GatewayStatus g;
+  g.server_connected = read_enum<int>(f, "server", kGatewayServerStates) == 1;
+  return g;
+}
+
 // ---- encoders -----------------------------------------------------------------------------
 
 json os_json(const OsInfo& os) {
@@ -383,6 +391,9 @@ struct BodyEncoder {
     return {{"targets", targets}, {"ports", w.ports}};
   }
   json operator()(const Settings& s) const { return {{"values", s.values}}; }
+  json operator()(const GatewayStatus& g) const {
+    return {{"server", kGatewayServerStates[g.server_connected ? 1 : 0]}};
+  }
 };
 
 struct BodyTyper {
@@ -398,6 +409,7 @@ struct BodyTyper {
   UpType operator()(const TrustUpdate&) const { return UpType::kTrustUpdate; }
   UpType operator()(const WakePeer&) const { return UpType::kWakePeer; }
   UpType operator()(const Settings&) const { return UpType::kSettings; }
+  UpType operator()(const GatewayStatus&) const { return UpType::kGatewayStatus; }
 };
 
 template <typename T>
@@ -498,6 +510,7 @@ Result<UpBody> decode_body(const Envelope& envelope) {
     case UpType::kTrustUpdate: return finish(f, decode_trust_update(f));
     case UpType::kWakePeer: return finish(f, decode_wake_peer(f, envelope.body));
     case UpType::kSettings: return finish(f, decode_settings(f));
+    case UpType::kGatewayStatus: return finish(f, decode_gateway_status(f));
   }
   return make_error(Errc::kUnknownType, "unknown message type \"" + envelope.type + "\"");
 }

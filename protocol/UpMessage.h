@@ -43,18 +43,19 @@ inline constexpr int kCloseRevoked = 4003;   // the device was revoked
 [[nodiscard]] JsonLimits up_json_limits();
 
 enum class UpType {
-  kHello,        // device -> server, request
-  kStatus,       // device -> server
-  kInventory,    // device -> server
-  kEvent,        // device -> server
-  kCommand,      // server -> device, request
-  kResult,       // either way: the reply to a request
-  kShadowStart,  // server -> device, request
-  kShadowStop,   // either way
-  kCertRenew,    // device -> server, request
-  kTrustUpdate,  // server -> device, request
-  kWakePeer,     // server -> device, request
-  kSettings,     // server -> device, request
+  kHello,          // device -> server, request
+  kStatus,         // device -> server
+  kInventory,      // device -> server
+  kEvent,          // device -> server
+  kCommand,        // server -> device, request
+  kResult,         // either way: the reply to a request
+  kShadowStart,    // server -> device, request
+  kShadowStop,     // either way
+  kCertRenew,      // device -> server, request
+  kTrustUpdate,    // server -> device, request
+  kWakePeer,       // server -> device, request
+  kSettings,       // server -> device, request
+  kGatewayStatus,  // gateway -> device: its link to the server is up or down
 };
 
 [[nodiscard]] std::string_view up_type_name(UpType type) noexcept;
@@ -249,8 +250,15 @@ struct Settings {
   friend bool operator==(const Settings&, const Settings&) = default;
 };
 
+// From a gateway in front of the device (docs/protocol.md §2.2): whether the gateway's link to
+// the server is up. Not a request; nothing answers it.
+struct GatewayStatus {
+  bool server_connected = false;  // "server": "connected" | "unavailable"
+  friend bool operator==(const GatewayStatus&, const GatewayStatus&) = default;
+};
+
 using UpBody = std::variant<Hello, StatusReport, Inventory, Event, Command, ResultBody, ShadowStart,
-                            ShadowStop, CertRenew, TrustUpdate, WakePeer, Settings>;
+                            ShadowStop, CertRenew, TrustUpdate, WakePeer, Settings, GatewayStatus>;
 
 [[nodiscard]] UpType up_body_type(const UpBody& body);
 

@@ -75,6 +75,24 @@ std::string server_certificate_problem(X509* leaf, X509* ca, const std::vector<s
   return "";
 }
 
+// Why the link certificate must be issued again, or "" when it is fine.
+std::string link_certificate_problem(X509* leaf, X509* ca, std::chrono::seconds lifetime) {
+  EVP_PKEY* ca_key = X509_get0_pubkey(ca);
+  if (X509_check_issued(ca, leaf) != X509_V_OK || ca_key == nullptr ||
+      X509_verify(leaf, ca_key) != 1) {
+    return "it was not issued by this CA";
+  }
+  auto info = pki::describe(leaf);
+  if (!info.ok()) return "it cannot be read";
+  if (info->common_name != kServerLinkCommonName || info->is_ca ||
+      info->extended_key_usage != std::vector<std::string>{"clientAuth"}) {
+    return "it is not a link certificate";
+  }
+  const auto margin = std::min(kRenewServerBefore, lifetime / 3);
+  if (info->not_after - std::time(nullptr) < margin.count()) return "it expires soon";
+  return "";
+}
+
 }  // namespace
 
 std::vector<std::string> normalized_alt_names(const std::vector<std::string>& names) {
@@ -117,6 +135,7 @@ Result<CertificateAuthority> CertificateAuthority::open(const CertificateAuthori
   CertificateAuthority ca;
   ca.state_dir_ = options.state_dir;
   ca.device_cert_lifetime_ = options.device_cert_lifetime;
+  ca.server_cert_lifetime_ = options.server_cert_lifetime;
   const std::string ca_key_path = options.state_dir + "/ca.key";
   const std::string ca_cert_path = options.state_dir + "/ca.crt";
 
@@ -214,7 +233,72 @@ Result<CertificateAuthority> CertificateAuthority::open(const CertificateAuthori
     rep.issued_server_certificate = true;
     rep.server_certificate_reason = reason;
   }
+
+  TETHER_ASSIGN_OR_RETURN(rep.link_certificate_reason, ca.refresh_link_certificate());
+  rep.issued_link_certificate = !rep.link_certificate_reason.empty();
   return ca;
+}
+
+Result<std::string> CertificateAuthority::refresh_link_certificate() {
+  const std::string key_path = link_key_path();
+  const std::string cert_path = link_certificate_path();
+  ssl::PkeyPtr key;
+  std::string reason;
+  if (file_exists(key_path)) {
+    TETHER_ASSIGN_OR_RETURN(key, load_private_key(key_path));
+    if (file_exists(cert_path)) {
+      TETHER_ASSIGN_OR_RETURN(auto chain, load_certificates(cert_path));
+      if (!pki::key_matches_certificate(key.get(), chain.front().get())) {
+        return make_error(Errc::kCrypto, key_path + " does not match " + cert_path);
+      }
+      reason = link_certificate_problem(chain.front().get(), ca_cert_.get(), server_cert_lifetime_);
+    } else {
+      reason = cert_path + " was missing";
+    }
+  } else {
+    TETHER_ASSIGN_OR_RETURN(key, pki::generate_p256_key());
+    TETHER_ASSIGN_OR_RETURN(std::string key_pem, pki::private_key_to_pem(key.get()));
+    TETHER_TRY(write_file_atomic(key_path, key_pem, 0600));
+    reason = "there was none";
+  }
+  if (reason.empty()) return reason;
+  pki::CertificateRequest req;
+  req.common_name = kServerLinkCommonName;
+  req.usage = pki::CertUsage::kClient;
+  req.lifetime = server_cert_lifetime_;
+  TETHER_ASSIGN_OR_RETURN(auto cert,
+                          pki::issue_certificate(key.get(), req, ca_cert_.get(), ca_key_.get()));
+  TETHER_ASSIGN_OR_RETURN(std::string cert_pem, pki::certificate_to_pem(cert.get()));
+  TETHER_TRY(write_file_atomic(cert_path, cert_pem + ca_pem_, 0644));
+  return reason;
+}
+
+Result<IssuedCertificate> CertificateAuthority::issue_gateway_certificate(
+    std::string_view csr_pem, const std::string& name, const std::string& host) const {
+  auto key = pki::public_key_from_csr(csr_pem);
+  if (!key.ok()) {
+    return make_error(Errc::kBadValue, "bad certificate request: " + key.error().message);
+  }
+  const SplitNames names = split_names({host});
+  if (names.dns.size() + names.ips.size() != 1) {
+    return make_error(Errc::kBadValue, "a gateway certificate needs exactly one host name");
+  }
+  TETHER_ASSIGN_OR_RETURN(auto spki, pki::spki_sha256(key->get()));
+  IssuedCertificate out;
+  out.device_id = pki::to_hex(spki);
+  pki::CertificateRequest req;
+  req.common_name = ("tether-gateway " + name).substr(0, 64);
+  req.dns_names = names.dns;
+  req.ip_addresses = names.ips;
+  req.usage = pki::CertUsage::kServer;
+  req.lifetime = server_cert_lifetime_;
+  TETHER_ASSIGN_OR_RETURN(auto cert,
+                          pki::issue_certificate(key->get(), req, ca_cert_.get(), ca_key_.get()));
+  TETHER_ASSIGN_OR_RETURN(auto info, pki::describe(cert.get()));
+  TETHER_ASSIGN_OR_RETURN(out.certificate_pem, pki::certificate_to_pem(cert.get()));
+  out.serial = info.serial;
+  out.not_after = info.not_after;
+  return out;
 }
 
 std::vector<X509*> CertificateAuthority::trusted() const {

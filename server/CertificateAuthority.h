@@ -6,6 +6,9 @@
 //                                  so that a device pinning the CA fingerprint finds it in the
 //                                  chain the server presents
 //   trusted-cas.pem (optional)   further CAs devices may chain to (CA rotation)
+//   link.key (0600), link.crt    the server's client identity on its outbound links to
+//                                gateways: CN kServerLinkCommonName, client usage only;
+//                                link.crt holds the leaf and then the CA
 //
 // Library code: returns errors, never logs.
 #pragma once
@@ -21,6 +24,11 @@
 #include "platform/OpenSsl.h"
 
 namespace tether::server {
+
+// The CN of the server's link certificate. A gateway accepts a /link connection only from a
+// client certificate of this CA with exactly this CN; device certificates carry the device id
+// (64 hex digits) and gateway certificates "tether-gateway NAME", so neither can pose as it.
+inline constexpr const char* kServerLinkCommonName = "tether-server-link";
 
 struct CertificateAuthorityOptions {
   std::string state_dir;
@@ -44,6 +52,8 @@ class CertificateAuthority {
     bool created_ca = false;
     bool issued_server_certificate = false;
     std::string server_certificate_reason;  // why it was (re-)issued
+    bool issued_link_certificate = false;
+    std::string link_certificate_reason;
   };
 
   // Loads the CA and the server certificate from the state directory, creating what is
@@ -56,6 +66,17 @@ class CertificateAuthority {
   // A device certificate (client usage only, CN = device id) for the key in `csr_pem`.
   [[nodiscard]] Result<IssuedCertificate> issue_device_certificate(std::string_view csr_pem) const;
   [[nodiscard]] Result<IssuedCertificate> issue_device_certificate(EVP_PKEY* device_key) const;
+
+  // A gateway's TLS certificate (server usage only, CN "tether-gateway NAME" cut to 64
+  // characters, subjectAltName = `host`, the host of the gateway's URL, as a DNS name or an IP
+  // address) for the key in `csr_pem`. Lifetime: the server certificate's.
+  [[nodiscard]] Result<IssuedCertificate> issue_gateway_certificate(std::string_view csr_pem,
+                                                                    const std::string& name,
+                                                                    const std::string& host) const;
+
+  // Issues link.crt again when it is missing, not of this CA, or expires soon; returns why it
+  // did ("" when it was fine). open() calls it; a long-running server may call it daily.
+  [[nodiscard]] Result<std::string> refresh_link_certificate();
 
   [[nodiscard]] X509* ca_certificate() const noexcept { return ca_cert_.get(); }
   [[nodiscard]] const std::string& ca_pem() const noexcept { return ca_pem_; }
@@ -72,12 +93,16 @@ class CertificateAuthority {
   [[nodiscard]] std::string ca_certificate_path() const { return state_dir_ + "/ca.crt"; }
   [[nodiscard]] std::string server_certificate_path() const { return state_dir_ + "/server.crt"; }
   [[nodiscard]] std::string server_key_path() const { return state_dir_ + "/server.key"; }
+  // The link certificate (leaf then CA) and its key, for the outbound links to gateways.
+  [[nodiscard]] std::string link_certificate_path() const { return state_dir_ + "/link.crt"; }
+  [[nodiscard]] std::string link_key_path() const { return state_dir_ + "/link.key"; }
 
  private:
   CertificateAuthority() = default;
 
   std::string state_dir_;
   std::chrono::seconds device_cert_lifetime_{0};
+  std::chrono::seconds server_cert_lifetime_{0};
   ssl::PkeyPtr ca_key_;
   ssl::X509Ptr ca_cert_;
   std::string ca_pem_;

@@ -13,6 +13,7 @@
 #include "common/Version.h"
 #include "platform/Pki.h"
 #include "server/CtlClient.h"
+#include "server/CtlGateway.h"
 #include "server/CtlLan.h"
 #include "server/CtlShadow.h"
 #include "server/CtlUsers.h"
@@ -31,8 +32,12 @@ const std::vector<OptionSpec>& options() {
       {"token-file", 0, true, "FILE", "admin token file"},
       {"ca-file", 0, true, "FILE", "the server's CA certificate"},
       {"json", 0, false, "", "print JSON"},
-      {"ttl", 0, true, "DURATION", "enroll-token create: lifetime (30s, 15m, 24h, 7d)"},
+      {"ttl", 0, true, "DURATION",
+       "enroll-token create, gateway add: token lifetime (30s, 15m, 24h, 7d)"},
       {"mac", 0, true, "MAC", "enroll-token create: only a device with this MAC may use it"},
+      {"via", 0, true, "NAME",
+       "enroll-token create: the device enrolls and connects through this gateway"},
+      {"url", 0, true, "URL", "gateway add: where the gateway listens, wss://HOST:PORT"},
       {"set", 0, true, "KEY=VALUE", "device settings: set one setting (repeatable)"},
       {"unset", 0, true, "KEY", "device settings: stop managing one setting (repeatable)"},
       {"get", 0, false, "", "device settings: show the settings (the default)"},
@@ -61,8 +66,9 @@ constexpr const char* kUsage =
     "Usage: tetherctl [--server URL] [--token-file FILE] [--ca-file FILE] COMMAND\n"
     "\n"
     "Commands:\n"
-    "  enroll-token create [--ttl DURATION] [--mac MAC] [--json]\n"
-    "                           make a one-time enrollment token (printed on stdout)\n"
+    "  enroll-token create [--ttl DURATION] [--mac MAC] [--via GATEWAY] [--json]\n"
+    "                           make a one-time enrollment token (printed on stdout);\n"
+    "                           --via: it names the gateway's URL instead of the server's\n"
     "  devices [--json]         list devices\n"
     "  device show ID [--json]  show one device, with its hardware inventory\n"
     "  device revoke ID         revoke a device and close its channel\n"
@@ -87,6 +93,11 @@ constexpr const char* kUsage =
     "                           strong password, printed once\n"
     "  user list [--json]       list the web app's users\n"
     "  user remove NAME         remove a user (and end their sessions)\n"
+    "  gateway add NAME --url wss://HOST:PORT [--ttl DURATION] [--json]\n"
+    "                           register a gateway; prints its one-time join token\n"
+    "                           (tether-gateway --join TOKEN)\n"
+    "  gateway list [--json]    list gateways: joined, link state, devices through them\n"
+    "  gateway remove NAME      forget a gateway (the server stops connecting to it)\n"
     "  scan [--broadcast ADDR | --range CIDR] [--tcp] [--timeout S] [--register [--wait S]]\n"
     "       [--json]            find devices on the LAN (UDP broadcast by default, or every\n"
     "                           address of a range, over TCP with --tcp); --register asks\n"
@@ -207,6 +218,7 @@ int cmd_enroll_token(const CtlClient& client, const ParsedArgs& args) {
     body["ttl_s"] = seconds;
   }
   if (auto mac = args.value("mac")) body["mac"] = *mac;
+  if (auto via = args.value("via")) body["via"] = *via;
   auto created = client.call("POST", "/api/v1/enroll-tokens", body);
   if (!created.ok()) return fail(created.error().message);
   if (args.has("json")) {
@@ -218,6 +230,7 @@ int cmd_enroll_token(const CtlClient& client, const ParsedArgs& args) {
   std::string note = "tetherctl: token " + str(*created, "id") + " expires " +
                      pki::format_utc(static_cast<std::time_t>(expires));
   if (!str(*created, "mac").empty()) note += "; only for MAC " + str(*created, "mac");
+  if (!str(*created, "via").empty()) note += "; through gateway " + str(*created, "via");
   (void)std::fprintf(stderr, "%s\n", note.c_str());
   return 0;
 }
@@ -555,7 +568,8 @@ int run_ctl(int argc, const char* const* argv) {
   const std::string& command = pos[0];
   const bool known = (command == "enroll-token" && pos.size() == 2 && pos[1] == "create") ||
                      (command == "devices" && pos.size() == 1) || command == "device" ||
-                     command == "user" || is_lan_command(pos) || is_shadow_command(pos);
+                     command == "user" || command == "gateway" || is_lan_command(pos) ||
+                     is_shadow_command(pos);
   if (!known) {
     return fail(
         "unknown command \"" + command + (pos.size() > 1 ? " " + pos[1] : "") + "\" (try --help)",
@@ -576,6 +590,7 @@ int run_ctl(int argc, const char* const* argv) {
   if (command == "enroll-token") return cmd_enroll_token(*client, *args);
   if (command == "devices") return cmd_devices(*client, *args);
   if (command == "user") return run_user_command(*client, *args);
+  if (command == "gateway") return run_gateway_command(*client, *args);
   if (is_shadow_command(pos)) {
     return run_shadow_command(*client, *args,
                               [&](const std::string& q) { return resolve_device(*client, q); });

@@ -21,6 +21,7 @@
 #include "common/LwsFdWatcher.h"
 #include "common/LwsLoop.h"
 #include "common/UniqueFd.h"
+#include "protocol/EnrollmentToken.h"
 
 namespace tether::server {
 namespace {
@@ -475,7 +476,6 @@ int cmd_shadow(const CtlClient& client, const ParsedArgs& args,
   }
   const json& created = response->body;
   const std::string url = str(created, "viewer_url");
-  // Only the path comes from the answer; the host is the server we asked.
   const auto scheme_end = url.find("://");
   const auto path_start =
       scheme_end == std::string::npos ? std::string::npos : url.find('/', scheme_end + 3);
@@ -503,7 +503,16 @@ int cmd_shadow(const CtlClient& client, const ParsedArgs& args,
     std::printf("  vncsnapshot %s snap.jpg\n", target.c_str());
   }
   (void)std::fflush(stdout);
-  ShadowProxy proxy(client.host(), client.port(), url.substr(path_start), client.ca_pem(),
+  // The viewer end is the server's, or the gateway's when the device is behind one; either
+  // way its certificate must chain to the installation CA (--ca-file), so the answer cannot
+  // send this tool anywhere else.
+  std::string tunnel_host = client.host();
+  std::uint16_t tunnel_port = client.port();
+  if (auto origin = protocol::parse_server_url(url.substr(0, path_start)); origin.ok()) {
+    tunnel_host = origin->host;
+    tunnel_port = origin->port;
+  }
+  ShadowProxy proxy(tunnel_host, tunnel_port, url.substr(path_start), client.ca_pem(),
                     std::move(listen_fd));
   return proxy.run();
 }

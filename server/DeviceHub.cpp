@@ -120,7 +120,7 @@ std::size_t DeviceHub::online_count() const {
 }
 
 void DeviceHub::on_connected(ConnectionId connection, const std::string& device_id,
-                             const std::string& address) {
+                             const std::string& address, const std::string& gateway) {
   Finished finished;
   if (auto it = current_.find(device_id); it != current_.end()) {
     log::info("device " + short_id(device_id) + " connected again from " + address +
@@ -142,9 +142,11 @@ void DeviceHub::on_connected(ConnectionId connection, const std::string& device_
   LiveEntry entry;
   entry.connection = connection;
   entry.address = address;
+  entry.gateway = gateway;
   entry.last_seen = now();
   current_.insert_or_assign(device_id, std::move(entry));
-  log::debug("device " + short_id(device_id) + " opened its channel from " + address);
+  log::debug("device " + short_id(device_id) + " opened its channel from " + address +
+             (gateway.empty() ? "" : " through gateway " + gateway));
   finish(finished);
 }
 
@@ -260,6 +262,7 @@ void DeviceHub::handle(ConnectionId connection, Connection& conn, const Envelope
     case UpType::kTrustUpdate:
     case UpType::kWakePeer:
     case UpType::kSettings:
+    case UpType::kGatewayStatus:
       send_error(connection, envelope.id,
                  make_error(Errc::kInvalidArgument,
                             envelope.type + " is sent by the server, not by a device"));
@@ -507,6 +510,8 @@ std::optional<LiveDeviceState> DeviceHub::live_state(const std::string& id) cons
   if (it == current_.end() || !it->second.greeted) return std::nullopt;
   LiveDeviceState state;
   state.address = it->second.address;
+  state.gateway = it->second.gateway;
+  if (!state.gateway.empty()) state.connected_via = "gateway:" + state.gateway;
   state.last_seen = it->second.last_seen;
   state.status_json = it->second.status_json;
   return state;

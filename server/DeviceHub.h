@@ -20,21 +20,11 @@
 #include "protocol/PendingRequests.h"
 #include "protocol/UpMessage.h"
 #include "server/CertificateAuthority.h"
+#include "server/ChannelSink.h"
 #include "server/LiveDevices.h"
 #include "server/Store.h"
 
 namespace tether::server {
-
-using ConnectionId = std::uint64_t;
-
-class UpTransport {
- public:
-  virtual ~UpTransport() = default;
-  // Queues one text message on the connection (the transport bounds its queue).
-  virtual void send(ConnectionId connection, std::string text) = 0;
-  // Closes the connection with a WebSocket close code; on_closed follows later.
-  virtual void close(ConnectionId connection, int code, const std::string& reason) = 0;
-};
 
 struct HubSettings {
   std::chrono::seconds status_interval{60};
@@ -57,8 +47,9 @@ class DeviceHub final : public LiveDevices {
   // must be known and neither revoked nor deleted.
   [[nodiscard]] Status admit(const std::string& device_id);
 
+  // `gateway`: the name of the gateway the channel comes through, "" when direct.
   void on_connected(ConnectionId connection, const std::string& device_id,
-                    const std::string& address);
+                    const std::string& address, const std::string& gateway = {});
   void on_message(ConnectionId connection, std::string_view text);
   void on_closed(ConnectionId connection);
 
@@ -100,6 +91,7 @@ class DeviceHub final : public LiveDevices {
     ConnectionId connection = 0;
     bool greeted = false;  // hello done: the device counts as online
     std::string address;
+    std::string gateway;  // "" when direct
     std::int64_t last_seen = 0;
     std::string status_json;
     std::string stored_inventory_json;

@@ -49,7 +49,8 @@ std::int64_t EnrollmentService::now() const {
 }
 
 Result<CreatedToken> EnrollmentService::create_token(std::optional<std::chrono::seconds> ttl,
-                                                     const std::string& mac) {
+                                                     const std::string& mac,
+                                                     const std::string& server_url) {
   const std::chrono::seconds lifetime = ttl.value_or(settings_.default_token_ttl);
   if (lifetime < kMinTtl || lifetime > kMaxTtl) {
     return make_error(Errc::kBadValue, "ttl_s must be between 1 second and 30 days");
@@ -72,10 +73,11 @@ Result<CreatedToken> EnrollmentService::create_token(std::optional<std::chrono::
   record.created_at = now();
   record.expires_at = record.created_at + lifetime.count();
   record.mac = out.mac;
+  record.server_url = server_url;
   TETHER_TRY(store_.insert_enrollment_token(record));
   out.expires_at = record.expires_at;
-  out.token = protocol::format_enrollment_token(
-      protocol::EnrollmentToken{settings_.server_url, ca_.ca_fingerprint(), secret_text});
+  out.token = protocol::format_enrollment_token(protocol::EnrollmentToken{
+      server_url.empty() ? settings_.server_url : server_url, ca_.ca_fingerprint(), secret_text});
   return out;
 }
 
@@ -148,7 +150,7 @@ Result<EnrollmentResult> EnrollmentService::enroll(const EnrollmentRequest& requ
   result.device_id = device_id;
   result.certificate_pem = std::move(cert.certificate_pem);
   result.ca_certificates_pem = ca_.trusted_pems();
-  result.server_url = settings_.server_url;
+  result.server_url = token->server_url.empty() ? settings_.server_url : token->server_url;
   result.re_enrolled = existing.has_value();
   return result;
 }

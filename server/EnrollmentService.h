@@ -53,8 +53,11 @@ class EnrollmentService {
                     WallClock wall_clock = {});
 
   // ttl: nullopt for the default. Errors: kBadValue for a ttl outside 1 s … 30 days or a bad MAC.
+  // `server_url`: the URL the token names and the device is told to use ("" for the
+  // server's own; a gateway's for `enroll-token create --via`).
   [[nodiscard]] Result<CreatedToken> create_token(std::optional<std::chrono::seconds> ttl,
-                                                  const std::string& mac);
+                                                  const std::string& mac,
+                                                  const std::string& server_url = "");
 
   // Counts an attempt from `source`; returns how long to wait when over the limit.
   [[nodiscard]] std::optional<std::chrono::seconds> admit_attempt(

@@ -16,6 +16,10 @@ namespace tether::server {
 namespace {
 
 constexpr std::size_t kUpRxLimit = 256 * 1024;  // the UP message size limit
+// A link message wraps one UP message, escaped as a JSON string (up to six bytes for one).
+constexpr std::size_t kLinkRxLimit = 2 * 1024 * 1024;
+constexpr const char* kLinkSubprotocol = "tether.gateway.v1";
+constexpr const char* kChannelPaths[2] = {"/up", "/link"};
 constexpr std::size_t kHttpChunk = 16 * 1024;
 constexpr int kUpCloseTimeoutSeconds = 5;
 constexpr int kHttpWriteTimeoutSeconds = 60;
@@ -80,6 +84,34 @@ Result<std::string> peer_device_id(SSL* ssl) {
   return pki::to_hex(spki);
 }
 
+// The server's DeviceHub as the sink of /up channels.
+class HttpsServer::HubSink final : public ChannelSink {
+ public:
+  explicit HubSink(DeviceHub& hub) : hub_(hub) {}
+  Result<std::string> identify(SSL* ssl) override { return peer_device_id(ssl); }
+  Status admit(const std::string& peer, const std::string&) override { return hub_.admit(peer); }
+  void on_connected(ConnectionId c, const std::string& peer, const std::string& address) override {
+    hub_.on_connected(c, peer, address);
+  }
+  void on_message(ConnectionId c, std::string_view text) override { hub_.on_message(c, text); }
+  void on_closed(ConnectionId c) override { hub_.on_closed(c); }
+
+ private:
+  DeviceHub& hub_;
+};
+
+void HttpsServer::set_hub(DeviceHub* hub) {
+  hub_sink_ = hub != nullptr ? std::make_unique<HubSink>(*hub) : nullptr;
+  sinks_[static_cast<int>(ChannelKind::kUp)] = hub_sink_.get();
+}
+
+ChannelKind HttpsServer::kind_of(lws* wsi) {
+  const lws_protocols* p = lws_get_protocol(wsi);
+  return p != nullptr && p->name != nullptr && std::strcmp(p->name, kLinkSubprotocol) == 0
+             ? ChannelKind::kLink
+             : ChannelKind::kUp;
+}
+
 HttpsServer::HttpsServer(HttpsServerOptions options) : options_(std::move(options)) {
   protocols_[0].name = "http";
   protocols_[0].callback = &HttpsServer::http_callback;
@@ -96,6 +128,10 @@ HttpsServer::HttpsServer(HttpsServerOptions options) : options_(std::move(option
     protocols_[i].per_session_data_size = sizeof(TunnelRelay::EndData);
     protocols_[i].rx_buffer_size = 64 * 1024;
   }
+  protocols_[4].name = kLinkSubprotocol;
+  protocols_[4].callback = &HttpsServer::up_callback;
+  protocols_[4].per_session_data_size = sizeof(UpSessionData);
+  protocols_[4].rx_buffer_size = 64 * 1024;
   const auto ping = static_cast<std::uint16_t>(
       std::clamp<std::int64_t>(options_.ping_interval.count(), 1, 32767));
   retry_.secs_since_valid_ping = ping;
@@ -469,31 +505,37 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
                        std::size_t len) {
   switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+      const ChannelKind kind = kind_of(wsi);
+      ChannelSink* sink = sinks_[static_cast<int>(kind)];
       const std::string uri = header(wsi, WSI_TOKEN_GET_URI, 256);
       const std::string address = peer_address(wsi);
-      if (uri != "/up") {
+      if (uri != kChannelPaths[static_cast<int>(kind)] || sink == nullptr) {
         log::info("refused a WebSocket on " + uri.substr(0, 64) + " from " + address);
         return 1;
       }
-      auto device_id = peer_device_id(lws_get_ssl(wsi));
-      Status admitted = device_id.ok() ? (hub_ ? hub_->admit(*device_id) : ok_status())
-                                       : Status(device_id.error());
+      auto peer = sink->identify(lws_get_ssl(wsi));
+      Status admitted = peer.ok() ? sink->admit(*peer, address) : Status(peer.error());
       if (!admitted.ok()) {
-        log::notice("refused UP connection from " + address + ": " + admitted.error().message);
+        log::notice(std::string("refused ") + (kind == ChannelKind::kLink ? "link" : "UP") +
+                    " connection from " + address + ": " + admitted.error().message);
         return 1;
       }
       return 0;
     }
 
     case LWS_CALLBACK_ESTABLISHED: {
-      auto device_id = peer_device_id(lws_get_ssl(wsi));
-      if (!device_id.ok() || session == nullptr) return -1;
+      const ChannelKind kind = kind_of(wsi);
+      ChannelSink* sink = sinks_[static_cast<int>(kind)];
+      if (sink == nullptr || session == nullptr) return -1;
+      auto peer = sink->identify(lws_get_ssl(wsi));
+      if (!peer.ok()) return -1;
       const ConnectionId id = next_connection_id_++;
       session->id = id;
       UpConnection conn;
       conn.wsi = wsi;
+      conn.kind = kind;
       up_.emplace(id, std::move(conn));
-      if (hub_) hub_->on_connected(id, *device_id, peer_address(wsi));
+      sink->on_connected(id, *peer, peer_address(wsi));
       return 0;
     }
 
@@ -506,8 +548,9 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
         conn.rx.clear();
         conn.rx_discarding = false;
       }
+      ChannelSink* sink = sinks_[static_cast<int>(conn.kind)];
       if (!conn.rx_discarding) {
-        if (conn.rx.size() + len > kUpRxLimit) {
+        if (conn.rx.size() + len > (conn.kind == ChannelKind::kLink ? kLinkRxLimit : kUpRxLimit)) {
           conn.rx.clear();
           conn.rx_discarding = true;
           close(session->id, 1009, "message too big");
@@ -516,10 +559,10 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
         }
       }
       if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-        if (!conn.rx_discarding && hub_) {
+        if (!conn.rx_discarding && sink != nullptr) {
           std::string message = std::move(conn.rx);
           conn.rx.clear();
-          hub_->on_message(session->id, message);
+          sink->on_message(session->id, message);
         }
         // on_message may have closed or replaced connections; `conn` may be gone.
         if (auto again = up_.find(session->id); again != up_.end()) again->second.rx.clear();
@@ -543,8 +586,10 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
       if (session == nullptr || session->id == 0) return 0;
       const ConnectionId id = session->id;
       session->id = 0;
+      ChannelSink* sink = nullptr;
+      if (auto it = up_.find(id); it != up_.end()) sink = sinks_[static_cast<int>(it->second.kind)];
       up_.erase(id);
-      if (hub_) hub_->on_closed(id);
+      if (sink != nullptr) sink->on_closed(id);
       return 0;
     }
 
@@ -585,8 +630,11 @@ void HttpsServer::send(ConnectionId connection, std::string text) {
   auto it = up_.find(connection);
   if (it == up_.end() || it->second.closing) return;
   UpConnection& conn = it->second;
-  if (conn.queue.size() >= options_.max_queued_messages ||
-      conn.queued_bytes + text.size() > options_.max_queued_bytes) {
+  const bool link = conn.kind == ChannelKind::kLink;
+  if (conn.queue.size() >=
+          (link ? options_.link_max_queued_messages : options_.max_queued_messages) ||
+      conn.queued_bytes + text.size() >
+          (link ? options_.link_max_queued_bytes : options_.max_queued_bytes)) {
     log::warning("UP connection " + std::to_string(connection) +
                  " is not reading; closing it (send queue full)");
     close(connection, 1008, "send queue full");

@@ -30,6 +30,9 @@ namespace tether::server {
 
 class TunnelRelay;
 
+// The WebSocket channels the listener carries besides tunnels (see ChannelSink).
+enum class ChannelKind { kUp = 0, kLink = 1 };
+
 struct HttpsServerOptions {
   Endpoint listen;
   std::string certificate_path;  // leaf first, then the CA
@@ -38,6 +41,9 @@ struct HttpsServerOptions {
   std::chrono::seconds ping_interval{30};
   std::size_t max_queued_messages = 256;
   std::size_t max_queued_bytes = 8 * 1024 * 1024;
+  // The server's link to a gateway carries every device's traffic: larger bounds.
+  std::size_t link_max_queued_messages = 64 * 1024;
+  std::size_t link_max_queued_bytes = 64 * 1024 * 1024;
   // How long a request may wait for its handler's answer before it is answered 504. The
   // server sets it a little above the hub's request timeout, so that the hub's own, more
   // precise answer (the device did not answer) normally comes first.
@@ -52,7 +58,12 @@ class HttpsServer final : public UpTransport {
   HttpsServer& operator=(const HttpsServer&) = delete;
 
   void set_http_handler(HttpHandler handler) { http_handler_ = std::move(handler); }
-  void set_hub(DeviceHub* hub) { hub_ = hub; }
+  // The server's devices: /up channels go to the hub.
+  void set_hub(DeviceHub* hub);
+  // Who takes channels of `kind` (a gateway's router); none: such upgrades are refused.
+  void set_channel_sink(ChannelKind kind, ChannelSink* sink) {
+    sinks_[static_cast<int>(kind)] = sink;
+  }
   // The shadowing relay: WebSockets at /tunnel/... (subprotocols tether.tunnel.v1, binary).
   void set_tunnel_relay(TunnelRelay* relay) { tunnel_ = relay; }
   // Called on the loop after lws_cancel_service() (from a signal handler, for instance).
@@ -66,6 +77,7 @@ class HttpsServer final : public UpTransport {
 
   void send(ConnectionId connection, std::string text) override;
   void close(ConnectionId connection, int code, const std::string& reason) override;
+  // Open channels of every kind.
   [[nodiscard]] std::size_t up_connection_count() const noexcept { return up_.size(); }
   // Requests handed to the handler and not answered yet.
   [[nodiscard]] std::size_t waiting_exchange_count() const noexcept;
@@ -88,6 +100,7 @@ class HttpsServer final : public UpTransport {
   };
   struct UpConnection {
     lws* wsi = nullptr;
+    ChannelKind kind = ChannelKind::kUp;
     std::deque<std::string> queue;
     std::size_t queued_bytes = 0;
     std::optional<std::pair<int, std::string>> closing;
@@ -97,6 +110,7 @@ class HttpsServer final : public UpTransport {
   struct UpSessionData {
     ConnectionId id;
   };
+  class HubSink;
 
   static int http_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
                            std::size_t len);
@@ -107,6 +121,7 @@ class HttpsServer final : public UpTransport {
   int on_http(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
   int on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* session, void* in,
             std::size_t len);
+  static ChannelKind kind_of(lws* wsi);
   HttpExchange* exchange_of(lws* wsi);
   void dispatch(ExchangeId id);
   // The handler's answer (or ours) for exchange `id`; dropped when the exchange is gone or
@@ -122,10 +137,11 @@ class HttpsServer final : public UpTransport {
 
   HttpsServerOptions options_;
   HttpHandler http_handler_;
-  DeviceHub* hub_ = nullptr;
+  std::unique_ptr<HubSink> hub_sink_;
+  ChannelSink* sinks_[2] = {nullptr, nullptr};
   std::function<void()> wake_handler_;
   TunnelRelay* tunnel_ = nullptr;
-  lws_protocols protocols_[5]{};
+  lws_protocols protocols_[6]{};
   lws_retry_bo_t retry_{};
   std::vector<ssl::X509Ptr> client_cas_;
   std::unordered_map<ExchangeId, HttpExchange> exchanges_;
@@ -141,8 +157,5 @@ class HttpsServer final : public UpTransport {
   // Declared after the context: destroyed (cancelled) before it.
   std::unique_ptr<LwsTimer> exchange_timer_;
 };
-
-// The device id (SPKI SHA-256) of the client certificate on a TLS connection.
-[[nodiscard]] Result<std::string> peer_device_id(SSL* ssl);
 
 }  // namespace tether::server

@@ -15,8 +15,9 @@ namespace tether::server {
 struct LiveDeviceState {
   std::string address;
   std::int64_t last_seen = 0;
-  std::string status_json;  // latest status report, "" if none yet
-  std::string connected_via = "direct";
+  std::string status_json;               // latest status report, "" if none yet
+  std::string connected_via = "direct";  // or "gateway:NAME"
+  std::string gateway;                   // the gateway's name; "" when direct
 };
 
 // Called exactly once with the device's result (ok or the device's own error), or with an

@@ -215,6 +215,12 @@ std::optional<HttpResponse> RestApi::route(const HttpRequest& request, const Res
     if (auto denied = require_admin()) return *denied;
     return lan_->route(request, parts, [respond](HttpResponse r) { respond(std::move(r)); });
   }
+  if (gateways_ != nullptr && GatewayApi::owns(parts)) {
+    if (GatewayApi::needs_admin(parts)) {
+      if (auto denied = require_admin()) return *denied;
+    }
+    return gateways_->route(request, parts);
+  }
   if (parts.size() == 1 && parts[0] == "enroll") {
     if (method != "POST") return method_not_allowed("POST");
     return enroll(request);
@@ -290,6 +296,7 @@ HttpResponse RestApi::enroll(const HttpRequest& request) {
     log::notice("enrollment from " + request.peer_address + " refused: " + result.error().message);
     return from_error(result.error());
   }
+  if (on_enrolled_) on_enrolled_(result->device_id);
   log::notice(std::string(result->re_enrolled ? "device re-enrolled: " : "device enrolled: ") +
               result->device_id + " (" + (req.hostname.empty() ? "no hostname" : req.hostname) +
               ") from " + request.peer_address);
@@ -305,17 +312,28 @@ HttpResponse RestApi::create_enroll_token(const HttpRequest& request) {
   JsonFieldReader f(*body, "");
   const auto ttl = f.opt_integer("ttl_s", 1, 30 * 86400);
   const auto mac = f.opt_str("mac", 17);
+  const auto via = f.opt_str("via", 64);
   if (auto status = f.finish(); !status.ok()) return from_error(status.error());
   std::optional<std::chrono::seconds> lifetime;
   if (ttl) lifetime = std::chrono::seconds(*ttl);
-  auto created = enrollment_.create_token(lifetime, mac.value_or(""));
+  // --via NAME: the token names the gateway's URL, and so does the enrolled device's config.
+  std::string url;
+  if (via) {
+    auto gateway = store_.find_gateway(*via);
+    if (!gateway.ok()) return from_error(gateway.error());
+    if (!*gateway) return error_response(404, Errc::kNotFound, "no gateway " + via->substr(0, 64));
+    url = (*gateway)->url;
+  }
+  auto created = enrollment_.create_token(lifetime, mac.value_or(""), url);
   if (!created.ok()) return from_error(created.error());
   log::info("enrollment token " + created->id + " created" +
             (created->mac.empty() ? "" : " for MAC " + created->mac));
-  return json_response(201, {{"id", created->id},
-                             {"token", created->token},
-                             {"expires_at", created->expires_at},
-                             {"mac", created->mac.empty() ? json(nullptr) : json(created->mac)}});
+  json answer = {{"id", created->id},
+                 {"token", created->token},
+                 {"expires_at", created->expires_at},
+                 {"mac", created->mac.empty() ? json(nullptr) : json(created->mac)}};
+  if (via) answer["via"] = *via;
+  return json_response(201, answer);
 }
 
 json RestApi::device_json(const DeviceRecord& d, bool with_details) const {
@@ -368,6 +386,7 @@ HttpResponse RestApi::revoke_device(const std::string& id, bool also_delete) {
   if (!device.ok()) return from_error(device.error());
   auto revoked = store_.revoke_device(id, also_delete);
   if (!revoked.ok()) return from_error(revoked.error());
+  if (on_revoked_) on_revoked_(id);
   live_.disconnect(id, kCloseRevoked, also_delete ? "deleted" : "revoked");
   log::notice(std::string("device ") + (also_delete ? "deleted: " : "revoked: ") + id);
   if (also_delete) return json_response(200, {{"deleted", id}});

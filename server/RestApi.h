@@ -10,6 +10,7 @@
 
 #include "server/AdminToken.h"
 #include "server/EnrollmentService.h"
+#include "server/GatewayApi.h"
 #include "server/HttpMessage.h"
 #include "server/LanDiscovery.h"
 #include "server/LiveDevices.h"
@@ -34,6 +35,14 @@ class RestApi {
   void set_lan(LanDiscovery* lan) { lan_ = lan; }
   // Shadowing sessions and the audit log (owned by the caller): docs/api.md.
   void set_shadow_service(ShadowService* shadow) { shadow_ = shadow; }
+  // The gateway registry and join routes (owned by the caller).
+  void set_gateway_api(GatewayApi* gateways) { gateways_ = gateways; }
+  // Told of every device enrolled (may connect now) and revoked or deleted (may not).
+  void set_device_hooks(std::function<void(const std::string&)> enrolled,
+                        std::function<void(const std::string&)> revoked) {
+    on_enrolled_ = std::move(enrolled);
+    on_revoked_ = std::move(revoked);
+  }
 
   // Answers through `respond`, exactly once: before returning, or later from the event loop.
   // Never throws: a failure inside becomes a 500.
@@ -75,6 +84,9 @@ class RestApi {
   UserApi* users_ = nullptr;
   LanDiscovery* lan_ = nullptr;
   ShadowService* shadow_ = nullptr;
+  GatewayApi* gateways_ = nullptr;
+  std::function<void(const std::string&)> on_enrolled_;
+  std::function<void(const std::string&)> on_revoked_;
   // Devices with a settings change waiting for the device's answer: a second change would
   // merge into a document that is about to be replaced.
   std::set<std::string> settings_in_flight_;

@@ -1,5 +1,6 @@
 #include "server/Server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <ctime>
@@ -50,6 +51,9 @@ Server::Server(ServerSettings settings) : settings_(std::move(settings)) {}
 Server::~Server() {
   tick_.reset();
   if (lan_) lan_->stop();
+  // Its timers and links live on the listener's context.
+  connector_.reset();
+  channels_.set(https_.get(), nullptr);
   // The listener's close callbacks reach into the hub: tear it down while the hub exists.
   if (https_) https_->stop();
   g_context.store(nullptr);
@@ -79,6 +83,10 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
   if (report.issued_server_certificate) {
     log::notice("issued the server certificate " + server->ca_->server_certificate_path() + " (" +
                 report.server_certificate_reason + ")");
+  }
+  if (report.issued_link_certificate) {
+    log::notice("issued the link certificate " + server->ca_->link_certificate_path() + " (" +
+                report.link_certificate_reason + ")");
   }
 
   bool token_created = false;
@@ -115,7 +123,16 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
   HubSettings hub;
   hub.status_interval = settings.status_interval;
   hub.request_timeout = settings.request_timeout;
-  server->hub_ = std::make_unique<DeviceHub>(*server->store_, *server->ca_, *server->https_, hub);
+  server->hub_ = std::make_unique<DeviceHub>(*server->store_, *server->ca_, server->channels_, hub);
+  GatewayConnectorSettings connector;
+  connector.link_certificate_path = server->ca_->link_certificate_path();
+  connector.link_key_path = server->ca_->link_key_path();
+  connector.ca_path = server->ca_->ca_certificate_path();
+  connector.ping_interval_s = static_cast<std::uint16_t>(
+      std::clamp<std::int64_t>(settings.ping_interval.count(), 1, 32767));
+  server->connector_ =
+      std::make_unique<GatewayConnector>(*server->store_, *server->hub_, connector);
+  server->channels_.set(server->https_.get(), server->connector_.get());
   UserApiSettings users;
   users.session_ttl = settings.web_session_ttl;
   users.login_rate_per_minute = settings.login_rate_per_minute;
@@ -130,6 +147,12 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
   server->rest_ = std::make_unique<RestApi>(*server->store_, *server->enrollment_, *server->hub_,
                                             std::move(admin));
   server->rest_->set_user_api(server->users_.get());
+  GatewayApiSettings gateways;
+  gateways.server_url = settings.public_url;
+  gateways.default_join_ttl = settings.token_ttl;
+  gateways.join_rate_per_minute = settings.enroll_rate_per_minute;
+  server->gateways_ = std::make_unique<GatewayApi>(*server->store_, *server->ca_, gateways);
+  server->rest_->set_gateway_api(server->gateways_.get());
   LanSettings lan;
   lan.state_dir = dir;
   lan.listen_host = settings.listen.host;
@@ -154,6 +177,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
         return hub_ptr->notify(id, body);
       },
       shadow);
+  server->shadow_->set_gateways(server->connector_.get());
   server->relay_ = std::make_unique<TunnelRelay>(*server->shadow_);
   server->rest_->set_shadow_service(server->shadow_.get());
 
@@ -172,6 +196,23 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
     self->rest_->handle(request, std::move(respond));
   });
   server->https_->set_wake_handler([self] { self->on_wake(); });
+  // Devices behind gateways: what each gateway may admit, enrollments passed on by them, and
+  // the events of tunnels they splice.
+  server->rest_->set_device_hooks(
+      [self](const std::string& id) { self->connector_->device_allowed(id); },
+      [self](const std::string& id) { self->connector_->device_revoked(id); });
+  server->gateways_->set_on_gateways_changed([self] { self->connector_->reload(); });
+  server->gateways_->set_link_info([self](const std::string& name) {
+    const GatewayLinkState state = self->connector_->link_state(name);
+    return GatewayLinkInfo{state.state, state.devices};
+  });
+  server->connector_->set_http_handler([self](const HttpRequest& request, HttpRespond respond) {
+    self->rest_->handle(request, std::move(respond));
+  });
+  server->connector_->set_tunnel_event_handler(
+      [self](const std::string& gateway, const protocol::LinkTunnelEvent& event) {
+        self->shadow_->on_gateway_tunnel_event(gateway, event.session, event.event, event.reason);
+      });
   return server;
 }
 
@@ -191,6 +232,18 @@ int Server::run() {
   if (auto lan = lan_->start(https_->context()); !lan.ok()) {
     log::warning("LAN features (scan, online check, wake) are off: " + lan.error().message);
     lan_->stop();
+  }
+  if (auto links = connector_->start(https_->context()); !links.ok()) {
+    log::warning("gateways are off: " + links.error().message);
+  }
+  // A browser shadowing a device behind a gateway: the server's own leg to the gateway's
+  // viewer end, presenting the link certificate.
+  if (auto legs =
+          relay_->start_client(https_->context(), TunnelClientSettings{ca_->link_certificate_path(),
+                                                                       ca_->link_key_path(),
+                                                                       ca_->ca_certificate_path()});
+      !legs.ok()) {
+    log::warning("browsers cannot shadow devices behind gateways: " + legs.error().message);
   }
   log::notice(
       "listening on " +
@@ -215,6 +268,7 @@ int Server::run() {
   }
   tick_.reset();
   lan_->stop();
+  connector_->stop();
   https_->stop();
   g_context.store(nullptr);
   flush_activity();
@@ -232,6 +286,8 @@ void Server::begin_shutdown() {
   log::notice("stopping: closing " + std::to_string(https_->up_connection_count()) +
               " device channel(s)");
   shadow_->stop_all();
+  // Devices behind gateways stay connected to them; only the links go.
+  connector_->stop();
   hub_->close_all(kCloseRestarting, protocol::kRestartCloseReason);
   flush_activity();
   if (https_->up_connection_count() == 0 && https_->open_exchange_count() == 0) done_ = true;

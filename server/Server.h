@@ -11,6 +11,8 @@
 #include "server/CertificateAuthority.h"
 #include "server/DeviceHub.h"
 #include "server/EnrollmentService.h"
+#include "server/GatewayApi.h"
+#include "server/GatewayConnector.h"
 #include "server/HttpsServer.h"
 #include "server/LanDiscovery.h"
 #include "server/RestApi.h"
@@ -45,12 +47,16 @@ class Server {
   void flush_activity();
 
   ServerSettings settings_;
+  // The hub's transport: the listener's channels and those of devices behind gateways.
+  ChannelRouter channels_;
   std::unique_ptr<CertificateAuthority> ca_;
   std::unique_ptr<SqliteStore> store_;
   std::unique_ptr<EnrollmentService> enrollment_;
   std::unique_ptr<HttpsServer> https_;
   std::unique_ptr<DeviceHub> hub_;
   std::unique_ptr<RestApi> rest_;
+  std::unique_ptr<GatewayApi> gateways_;
+  std::unique_ptr<GatewayConnector> connector_;
   std::unique_ptr<LanDiscovery> lan_;
   std::unique_ptr<ShadowService> shadow_;
   std::unique_ptr<TunnelRelay> relay_;

@@ -26,6 +26,10 @@ constexpr int kDefaultAuditLimit = 100;
 constexpr int kMaxAuditLimit = 1000;
 constexpr std::size_t kRecentSessions = 64;
 constexpr const char* kDeviceClosed = "device_closed";
+// A gateway's session must outlive the device's answer (its user may be asked first) and
+// then the ends' arrival; the server ends it earlier itself (close_tunnel) when it must.
+constexpr std::chrono::seconds kGatewayAnswerAllowance{90};
+constexpr int kTunnelCloseUnexpected = 1011;
 
 Result<std::string> random_token(std::size_t bytes) {
   std::array<std::uint8_t, 32> buf{};
@@ -139,6 +143,18 @@ struct ShadowService::Session {
   bool accepted = false;
   bool ending = false;
   std::string host;  // the Host the REST caller used, for the viewer URL
+  // A device behind a gateway: the device's tunnel (and an external viewer) meet there.
+  std::string gateway;      // its name; "" when the device is connected directly
+  std::string gateway_url;  // wss://HOST:PORT
+  // A browser's session over a gateway: the browser joins here, and the server's own leg
+  // (the device end of this splice) joins the gateway's viewer end with this token.
+  bool gateway_leg = false;
+  std::string gateway_viewer_token;
+  bool leg_pending = false;      // the leg is connecting
+  bool leg_started = false;      // it was tried (once per session)
+  bool gateway_spliced = false;  // the gateway reported "spliced"
+  bool gateway_ended = false;    // the gateway reported "ended": no close_tunnel back
+  std::string gateway_state;     // the gateway's last join event
   std::optional<SteadyClock::time_point> deadline;  // for the ends to arrive, once accepted
   ShadowAuditRecord audit;
   SessionIo io;
@@ -322,8 +338,10 @@ std::vector<ShadowSessionInfo> ShadowService::active_sessions() const {
     const bool viewer = s->splice.attached(TunnelEnd::kViewer);
     if (s->ending) {
       info.state = "ending";
-    } else if (s->splice.spliced()) {
+    } else if (s->splice.spliced() || (s->gateway_spliced && !s->gateway_leg)) {
       info.state = "spliced";
+    } else if (!s->gateway.empty() && !s->gateway_leg && !s->gateway_state.empty()) {
+      info.state = s->gateway_state;
     } else if (device) {
       info.state = "device_joined";
     } else if (viewer) {
@@ -384,7 +402,8 @@ void ShadowService::start(const StartRequest& request, HttpRespond respond) {
     refuse(403, "permission_denied", "device " + short_id(audit.device_id) + " is revoked");
     return;
   }
-  if (!live_.live_state(audit.device_id)) {
+  const auto state = live_.live_state(audit.device_id);
+  if (!state) {
     refuse(409, "offline", "device " + short_id(audit.device_id) + " is offline");
     return;
   }
@@ -409,15 +428,53 @@ void ShadowService::start(const StartRequest& request, HttpRespond respond) {
   session->viewer_token = *viewer_token;
   session->host = request.host;
   session->audit = audit;
+  if (!state->gateway.empty()) {
+    // Behind a gateway: the session is opened there first, on the same link that carries
+    // shadow_start, so that the gateway knows it before the device's tunnel arrives.
+    const std::string& gateway = state->gateway;
+    const auto url = gateways_ ? gateways_->gateway_url(gateway) : std::nullopt;
+    if (!url) {
+      refuse(503, "unavailable",
+             "device " + short_id(audit.device_id) + " is connected through gateway " + gateway +
+                 ", which this server does not know");
+      return;
+    }
+    session->gateway = gateway;
+    session->gateway_url = *url;
+    GatewayTunnelOpen open;
+    open.session_id = *id;
+    open.device_id = audit.device_id;
+    open.device_token = *device_token;
+    open.ttl = settings_.token_ttl + kGatewayAnswerAllowance;
+    if (request.viewer == protocol::ViewerKind::kBrowser) {
+      auto leg_token = random_token(32);
+      if (!leg_token.ok()) {
+        respond(error_response(500, Errc::kInternal, "no randomness for a shadowing session"));
+        return;
+      }
+      session->gateway_leg = true;
+      session->gateway_viewer_token = *leg_token;
+      open.viewer_token = *leg_token;
+    } else {
+      open.viewer_token = *viewer_token;
+    }
+    if (!gateways_->open_tunnel(gateway, open)) {
+      refuse(503, "unavailable", "gateway " + gateway + " is not connected");
+      return;
+    }
+  }
+  const std::string tunnel_base =
+      session->gateway.empty() ? settings_.public_url : session->gateway_url;
   sessions_.emplace(*id, std::move(session));
   save(audit);
   log::info("shadowing session " + *id + " requested by " + audit.admin + " for device " +
             short_id(audit.device_id) + " (" + audit.hostname + ", " + audit.viewer +
-            (audit.view_only ? ", view only" : "") + ")");
+            (audit.view_only ? ", view only" : "") +
+            (state->gateway.empty() ? "" : ", through gateway " + state->gateway) + ")");
 
   protocol::ShadowStart body;
   body.session_id = *id;
-  body.tunnel_url = settings_.public_url + "/tunnel/device/" + *id;
+  body.tunnel_url = tunnel_base + "/tunnel/device/" + *id;
   body.token = *device_token;
   body.view_only = request.view_only;
   body.monitor = request.monitor;
@@ -496,7 +553,9 @@ void ShadowService::answer_start(const std::string& session_id,
 
 std::string ShadowService::viewer_url(const Session& session, const std::string& host) const {
   std::string base;
-  if (plausible_host(host)) {
+  if (!session.gateway.empty() && !session.gateway_leg) {
+    base = session.gateway_url;  // an external viewer goes straight to the gateway
+  } else if (plausible_host(host)) {
     base = "wss://" + host;
   } else {
     base = settings_.public_url;
@@ -533,13 +592,17 @@ void ShadowService::end_session(Session& s, const std::string& reason, const std
     stop.message = message;
     (void)notify_(s.audit.device_id, stop);
   }
+  if (!was_ending && !s.gateway.empty() && !s.gateway_ended && gateways_ != nullptr) {
+    gateways_->close_tunnel(s.gateway, s.id, s.audit.end_reason);
+  }
 }
 
 void ShadowService::finish_if_done(const std::string& session_id) {
   auto it = sessions_.find(session_id);
   if (it == sessions_.end()) return;
   Session& s = *it->second;
-  if (!s.ending || s.splice.attached(TunnelEnd::kDevice) || s.splice.attached(TunnelEnd::kViewer)) {
+  if (!s.ending || s.leg_pending || s.splice.attached(TunnelEnd::kDevice) ||
+      s.splice.attached(TunnelEnd::kViewer)) {
     return;
   }
   ShadowAuditRecord record = s.audit;
@@ -567,6 +630,12 @@ Status ShadowService::check_join(const std::string& session_id, TunnelEnd end,
     return make_error(Errc::kNotFound, "no such shadowing session");
   }
   const bool device = end == TunnelEnd::kDevice;
+  // Over a gateway the device's tunnel always meets there, and so does an external viewer.
+  if (!s->gateway.empty() && (device || !s->gateway_leg)) {
+    return make_error(Errc::kPermissionDenied, std::string("the ") + tunnel_end_name(end) +
+                                                   " end of this session is at gateway " +
+                                                   s->gateway);
+  }
   const std::string& expected = device ? s->device_token : s->viewer_token;
   const bool used = device ? s->device_token_used : s->viewer_token_used;
   if (!same_secret(token, expected)) return make_error(Errc::kUnauthenticated, "wrong token");
@@ -602,6 +671,7 @@ Status ShadowService::join(const std::string& session_id, TunnelEnd end, std::st
 void ShadowService::opened(const std::string& session_id, TunnelEnd end) {
   Session* s = find(session_id);
   if (s == nullptr) return;
+  if (end == TunnelEnd::kDevice) s->leg_pending = false;
   s->splice.attach(end);
   log::debug("shadowing session " + session_id + ": " + tunnel_end_name(end) + " joined");
   if (s->splice.spliced() && !s->audit.started_at) {
@@ -614,7 +684,46 @@ void ShadowService::opened(const std::string& session_id, TunnelEnd end) {
   if (s->ending) {
     // Ended while this end was connecting: close it.
     s->splice.close(end, kTunnelCloseNormal, s->audit.end_reason, false);
+    return;
   }
+  if (end == TunnelEnd::kViewer && s->gateway_leg && !s->leg_started) connect_gateway_leg(s->id);
+}
+
+void ShadowService::connect_gateway_leg(const std::string& session_id) {
+  Session* s = find(session_id);
+  if (s == nullptr) return;
+  s->leg_started = true;
+  s->leg_pending = true;
+  const std::string url =
+      s->gateway_url + "/tunnel/viewer/" + s->id + "?token=" + s->gateway_viewer_token;
+  const std::string gateway = s->gateway;
+  Status connecting = transport_ != nullptr
+                          ? transport_->connect_device_end(session_id, url)
+                          : Status(make_error(Errc::kUnavailable, "no tunnel transport"));
+  if (connecting.ok()) {
+    log::debug("shadowing session " + session_id + ": connecting to gateway " + gateway);
+    return;
+  }
+  s = find(session_id);  // the transport may have called back
+  if (s == nullptr) return;
+  s->leg_pending = false;
+  gateway_leg_failed(*s, connecting.error().message);
+  finish_if_done(session_id);
+}
+
+void ShadowService::connect_failed(const std::string& session_id, TunnelEnd end,
+                                   const std::string& why) {
+  Session* s = find(session_id);
+  if (s == nullptr || end != TunnelEnd::kDevice || !s->leg_pending) return;
+  s->leg_pending = false;
+  gateway_leg_failed(*s, why);
+  finish_if_done(session_id);
+}
+
+void ShadowService::gateway_leg_failed(Session& s, const std::string& why) {
+  const std::string message = "cannot reach gateway " + s.gateway + ": " + why;
+  log::warning("shadowing session " + s.id + ": " + message);
+  end_session(s, "gateway_unreachable", message, true, kTunnelCloseUnexpected, false);
 }
 
 void ShadowService::received(const std::string& session_id, TunnelEnd from,
@@ -684,7 +793,10 @@ void ShadowService::on_device_stop(const std::string& device_id, const protocol:
 void ShadowService::expire(SteadyClock::time_point now) {
   std::vector<std::string> due;
   for (const auto& [id, s] : sessions_) {
-    if (s->ending || !s->deadline || s->splice.spliced() || now < *s->deadline) continue;
+    if (s->ending || !s->deadline || s->splice.spliced() || s->gateway_spliced ||
+        now < *s->deadline) {
+      continue;
+    }
     due.push_back(id);
   }
   for (const auto& id : due) {
@@ -707,6 +819,65 @@ void ShadowService::stop_all() {
     end_session(*s, "server_stopping", "", true, 1001, false);
     finish_if_done(id);
   }
+}
+
+}  // namespace tether::server
+
+namespace tether::server {
+
+// ---- gateways -----------------------------------------------------------------------------
+
+bool ShadowService::viewer_origin_allowed(const std::optional<std::string>& origin,
+                                          const std::string& host) const {
+  return tunnel_origin_allowed(origin, host);
+}
+
+void ShadowService::on_gateway_tunnel_event(const std::string& gateway, const std::string& session,
+                                            const std::string& event, const std::string& reason) {
+  Session* s = find(session);
+  if (s == nullptr || s->gateway != gateway) {
+    log::debug("gateway " + gateway + " reported " + event + " for unknown session " + session);
+    return;
+  }
+  if (event == "device_joined" || event == "viewer_joined") {
+    log::debug("shadowing session " + session + ": " + event + " at gateway " + gateway);
+    s->gateway_state = event;
+    return;
+  }
+  if (event == "spliced") {
+    s->gateway_spliced = true;
+    if (!s->audit.started_at) {
+      s->audit.started_at = now();
+      save(s->audit);
+      log::info("shadowing session " + session + " spliced at gateway " + gateway + " (device " +
+                short_id(s->audit.device_id) + ", " + s->audit.viewer + " viewer of " +
+                s->audit.admin + ")");
+    }
+    return;
+  }
+  if (event != "ended") {
+    log::debug("gateway " + gateway + " reported an unknown event " + event.substr(0, 40) +
+               " for session " + session);
+    return;
+  }
+  s->gateway_ended = true;
+  // The protocol's words for an end that did not come; the gateway's others as they are.
+  const bool timeout = reason == "timeout";
+  const std::string code = timeout ? "peer_timeout" : (reason.empty() ? "gateway_ended" : reason);
+  const std::string message = timeout ? "peer did not arrive at gateway " + gateway : "";
+  if (s->gateway_leg && s->splice.attached(TunnelEnd::kDevice) && !s->ending) {
+    // The server's leg is still open: the gateway closes it after what it still holds for
+    // it, and that close ends the session here; closing now could cut those bytes off.
+    if (s->audit.end_reason.empty()) {
+      s->audit.end_reason = code;
+      s->audit.end_message = message;
+    }
+    return;
+  }
+  log::info("shadowing session " + session + " ended at gateway " + gateway + ": " +
+            (reason.empty() ? "no reason" : reason));
+  end_session(*s, code, message, timeout, kTunnelCloseNormal, true);
+  finish_if_done(session);
 }
 
 }  // namespace tether::server

@@ -24,9 +24,11 @@
 
 #include "common/Result.h"
 #include "protocol/UpMessage.h"
+#include "server/GatewayTunnels.h"
 #include "server/HttpMessage.h"
 #include "server/LiveDevices.h"
 #include "server/Store.h"
+#include "server/TunnelSessions.h"
 #include "server/TunnelSplice.h"
 
 namespace tether::server {
@@ -38,12 +40,17 @@ struct ShadowSettings {
   TunnelLimits limits;
 };
 
-// The sockets of the tunnel ends, as ShadowService sees them (TunnelRelay implements it).
-class TunnelTransport {
+// The gateways devices may be connected through, as ShadowService sees them (the server's
+// GatewayConnector implements it; docs/protocol.md §5 "Tunnels over a gateway").
+class ShadowGateways {
  public:
-  virtual ~TunnelTransport() = default;
-  virtual void request_writable(const std::string& session, TunnelEnd end) = 0;
-  virtual void set_receiving(const std::string& session, TunnelEnd end, bool receiving) = 0;
+  virtual ~ShadowGateways() = default;
+  // wss://HOST:PORT of gateway `name`; nullopt when unknown.
+  [[nodiscard]] virtual std::optional<std::string> gateway_url(const std::string& name) const = 0;
+  // Sends tunnel_open on the gateway's link; false when the link is down.
+  virtual bool open_tunnel(const std::string& gateway, const GatewayTunnelOpen& open) = 0;
+  virtual void close_tunnel(const std::string& gateway, const std::string& session_id,
+                            const std::string& reason) = 0;
 };
 
 // The session's public parts, for GET /api/v1/shadow/sessions and tests.
@@ -54,7 +61,7 @@ struct ShadowSessionInfo {
   std::uint64_t queued_to_device = 0;
 };
 
-class ShadowService {
+class ShadowService final : public TunnelSessions {
  public:
   // Sends a message that is not a request to a device; false when it is offline.
   using Notify = std::function<bool(const std::string& device_id, const protocol::UpBody& body)>;
@@ -64,11 +71,14 @@ class ShadowService {
   ShadowService(Store& store, LiveDevices& live, Notify notify, ShadowSettings settings,
                 WallClock wall_clock = {});
   // Sessions still open are recorded as ended (server_stopping unless a reason is known).
-  ~ShadowService();
+  ~ShadowService() override;
   ShadowService(const ShadowService&) = delete;
   ShadowService& operator=(const ShadowService&) = delete;
 
-  void set_transport(TunnelTransport* transport) { transport_ = transport; }
+  void set_transport(TunnelTransport* transport) override { transport_ = transport; }
+  // Devices behind a gateway (LiveDeviceState::gateway) are shadowed through it; without
+  // this, shadowing them is refused.
+  void set_gateways(ShadowGateways* gateways) { gateways_ = gateways; }
 
   // ---- REST (RestApi routes here after authenticating; request.principal is the admin) --
   // Whether the path (after /api/v1/, split at '/') is one of ours.
@@ -94,21 +104,29 @@ class ShadowService {
   [[nodiscard]] Result<std::vector<ShadowAuditRecord>> audit(const std::string& device_id,
                                                              int limit);
 
-  // ---- tunnel ends (TunnelRelay) ------------------------------------------------------
-  // Whether an end may join with this token. `device_id` is the client certificate's device
-  // ("" when none); the device end must present the session's device. The token is not used.
+  // ---- tunnel ends (TunnelRelay; see TunnelSessions) ----------------------------------
+  // Browsers may join only from the server's own origin (tunnel_origin_allowed).
+  [[nodiscard]] bool viewer_origin_allowed(const std::optional<std::string>& origin,
+                                           const std::string& host) const override;
   [[nodiscard]] Status check_join(const std::string& session_id, TunnelEnd end,
-                                  std::string_view token, const std::string& device_id) const;
-  // check_join, then the token is used up.
+                                  std::string_view token,
+                                  const std::string& device_id) const override;
   [[nodiscard]] Status join(const std::string& session_id, TunnelEnd end, std::string_view token,
-                            const std::string& device_id);
-  // The end's WebSocket is open (after join).
-  void opened(const std::string& session_id, TunnelEnd end);
-  void received(const std::string& session_id, TunnelEnd from, std::string_view bytes);
-  void received_text(const std::string& session_id, TunnelEnd from);
-  [[nodiscard]] TunnelSplice::Action take(const std::string& session_id, TunnelEnd end);
-  // The end's WebSocket closed.
-  void closed(const std::string& session_id, TunnelEnd end);
+                            const std::string& device_id) override;
+  void opened(const std::string& session_id, TunnelEnd end) override;
+  void received(const std::string& session_id, TunnelEnd from, std::string_view bytes) override;
+  void received_text(const std::string& session_id, TunnelEnd from) override;
+  [[nodiscard]] TunnelSplice::Action take(const std::string& session_id, TunnelEnd end) override;
+  void closed(const std::string& session_id, TunnelEnd end) override;
+  // The server's leg to a gateway's viewer end (a browser's session) did not open.
+  void connect_failed(const std::string& session_id, TunnelEnd end,
+                      const std::string& why) override;
+
+  // ---- gateways -------------------------------------------------------------------------
+  // What gateway `gateway` reports of a session it splices (GatewayTunnels' events:
+  // device_joined, viewer_joined, spliced, ended with its reason).
+  void on_gateway_tunnel_event(const std::string& gateway, const std::string& session,
+                               const std::string& event, const std::string& reason);
 
   // ---- the UP channel and the loop ----------------------------------------------------
   void on_device_stop(const std::string& device_id, const protocol::ShadowStop& stop);
@@ -132,6 +150,10 @@ class ShadowService {
   void finish_if_done(const std::string& session_id);
   void save(const ShadowAuditRecord& record);
   std::string viewer_url(const Session& session, const std::string& host) const;
+  // The server's leg for a browser viewing a device behind a gateway: the session's device
+  // end, connected to the gateway's viewer end.
+  void connect_gateway_leg(const std::string& session_id);
+  void gateway_leg_failed(Session& session, const std::string& why);
   std::int64_t now() const;
   HttpResponse list_response() const;
   HttpResponse audit_response(const HttpRequest& request);
@@ -142,6 +164,7 @@ class ShadowService {
   ShadowSettings settings_;
   WallClock wall_clock_;
   TunnelTransport* transport_ = nullptr;
+  ShadowGateways* gateways_ = nullptr;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
   // Recently finished sessions whose reason a device's late shadow_stop may still refine
   // (a tunnel that closed before its shadow_stop arrived): session id → audit row.

@@ -81,6 +81,19 @@ CREATE TABLE shadow_audit (
 CREATE INDEX shadow_audit_device ON shadow_audit (device_id, requested_at);
 CREATE INDEX shadow_audit_requested ON shadow_audit (requested_at);
 )sql",
+    // 5: gateways (server/GatewayApi.h), and the URL an enrollment token names (a gateway's).
+    R"sql(
+CREATE TABLE gateways (
+  name TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  join_secret_sha256 TEXT NOT NULL DEFAULT '',
+  join_expires_at INTEGER NOT NULL DEFAULT 0,
+  joined_at INTEGER NOT NULL DEFAULT 0,
+  cert_fingerprint TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL
+);
+ALTER TABLE enrollment_tokens ADD COLUMN server_url TEXT;
+)sql",
 };
 
 // Agent-supplied strings are bounded by the protocol decoders already; these caps keep the
@@ -493,10 +506,11 @@ Result<bool> SqliteStore::revoke_device(const std::string& id, bool also_delete)
 }
 
 Status SqliteStore::insert_enrollment_token(const EnrollmentTokenRecord& token) {
-  TETHER_ASSIGN_OR_RETURN(
-      auto stmt, Statement::prepare(db_.get(),
-                                    "INSERT INTO enrollment_tokens (id, secret_sha256, "
-                                    "created_at, expires_at, mac) VALUES (?1, ?2, ?3, ?4, ?5)"));
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(),
+                                             "INSERT INTO enrollment_tokens (id, secret_sha256, "
+                                             "created_at, expires_at, mac, server_url) "
+                                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
   stmt.bind(1, token.id)
       .bind(2, token.secret_sha256)
       .bind(3, token.created_at)
@@ -506,16 +520,21 @@ Status SqliteStore::insert_enrollment_token(const EnrollmentTokenRecord& token) 
   } else {
     stmt.bind(5, token.mac);
   }
+  if (token.server_url.empty()) {
+    stmt.bind_null(6);
+  } else {
+    stmt.bind(6, cap(token.server_url, 512));
+  }
   return stmt.run();
 }
 
 Result<std::optional<EnrollmentTokenRecord>> SqliteStore::find_enrollment_token(
     const std::string& secret_sha256) {
   TETHER_ASSIGN_OR_RETURN(
-      auto stmt,
-      Statement::prepare(db_.get(),
-                         "SELECT id, secret_sha256, created_at, expires_at, used_at, "
-                         "used_by, mac FROM enrollment_tokens WHERE secret_sha256 = ?1"));
+      auto stmt, Statement::prepare(db_.get(),
+                                    "SELECT id, secret_sha256, created_at, expires_at, used_at, "
+                                    "used_by, mac, server_url FROM enrollment_tokens "
+                                    "WHERE secret_sha256 = ?1"));
   stmt.bind(1, secret_sha256);
   TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
   if (!row) return std::optional<EnrollmentTokenRecord>{};
@@ -527,6 +546,7 @@ Result<std::optional<EnrollmentTokenRecord>> SqliteStore::find_enrollment_token(
   if (!stmt.is_null(4)) t.used_at = stmt.integer(4);
   t.used_by = stmt.text(5);
   t.mac = stmt.text(6);
+  t.server_url = stmt.text(7);
   return std::optional<EnrollmentTokenRecord>(std::move(t));
 }
 
@@ -658,6 +678,89 @@ Result<std::vector<ShadowAuditRecord>> SqliteStore::list_shadow_audit(const std:
     out.push_back(std::move(r));
   }
   return out;
+}
+
+// ---- gateways ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kGatewayColumns =
+    "name, url, join_secret_sha256, join_expires_at, joined_at, cert_fingerprint, created_at";
+
+GatewayRecord read_gateway(const Statement& s) {
+  GatewayRecord g;
+  g.name = s.text(0);
+  g.url = s.text(1);
+  g.join_secret_sha256 = s.text(2);
+  g.join_expires_at = s.integer(3);
+  g.joined_at = s.integer(4);
+  g.cert_fingerprint = s.text(5);
+  g.created_at = s.integer(6);
+  return g;
+}
+
+}  // namespace
+
+Result<bool> SqliteStore::insert_gateway(const GatewayRecord& g) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(), std::string("INSERT INTO gateways (") + kGatewayColumns +
+                                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                                        "ON CONFLICT (name) DO NOTHING"));
+  stmt.bind(1, cap(g.name, 64))
+      .bind(2, cap(g.url, 512))
+      .bind(3, cap(g.join_secret_sha256, 64))
+      .bind(4, g.join_expires_at)
+      .bind(5, g.joined_at)
+      .bind(6, cap(g.cert_fingerprint, 64))
+      .bind(7, g.created_at);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
+}
+
+Result<std::optional<GatewayRecord>> SqliteStore::find_gateway(const std::string& name) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(), std::string("SELECT ") + kGatewayColumns +
+                                                            " FROM gateways WHERE name = ?1"));
+  stmt.bind(1, name);
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  if (!row) return std::optional<GatewayRecord>{};
+  return std::optional<GatewayRecord>(read_gateway(stmt));
+}
+
+Result<std::vector<GatewayRecord>> SqliteStore::list_gateways() {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(), std::string("SELECT ") + kGatewayColumns +
+                                                            " FROM gateways ORDER BY name"));
+  std::vector<GatewayRecord> out;
+  while (true) {
+    TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+    if (!row) break;
+    out.push_back(read_gateway(stmt));
+  }
+  return out;
+}
+
+Result<bool> SqliteStore::remove_gateway(const std::string& name) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(), "DELETE FROM gateways WHERE name = ?1"));
+  stmt.bind(1, name);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
+}
+
+Result<bool> SqliteStore::mark_gateway_joined(const std::string& name,
+                                              const std::string& secret_sha256, std::int64_t now,
+                                              const std::string& cert_fingerprint) {
+  if (secret_sha256.empty()) return false;
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(),
+                                    "UPDATE gateways SET joined_at = ?3, cert_fingerprint = ?4, "
+                                    "join_secret_sha256 = '' WHERE name = ?1 AND joined_at = 0 AND "
+                                    "join_secret_sha256 = ?2 AND join_expires_at > ?3"));
+  stmt.bind(1, name).bind(2, secret_sha256).bind(3, now).bind(4, cap(cert_fingerprint, 64));
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
 }
 
 }  // namespace tether::server

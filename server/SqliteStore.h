@@ -48,6 +48,12 @@ class SqliteStore final : public Store {
   Status save_shadow_audit(const ShadowAuditRecord& record) override;
   Result<std::vector<ShadowAuditRecord>> list_shadow_audit(const std::string& device_id,
                                                            int limit) override;
+  Result<bool> insert_gateway(const GatewayRecord& gateway) override;
+  Result<std::optional<GatewayRecord>> find_gateway(const std::string& name) override;
+  Result<std::vector<GatewayRecord>> list_gateways() override;
+  Result<bool> remove_gateway(const std::string& name) override;
+  Result<bool> mark_gateway_joined(const std::string& name, const std::string& secret_sha256,
+                                   std::int64_t now, const std::string& cert_fingerprint) override;
 
  private:
   struct DbCloser {

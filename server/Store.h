@@ -44,6 +44,21 @@ struct EnrollmentTokenRecord {
   std::optional<std::int64_t> used_at;
   std::string used_by;  // device id
   std::string mac;      // "" when not bound to a MAC
+  // The URL the token names and the enrolled device is told to use: a gateway's for
+  // `enroll-token create --via NAME`; "" for the server's own.
+  std::string server_url;
+};
+
+// A gateway (docs/api.md, Gateways): registered by an admin with a one-time join secret,
+// joined when the gateway redeemed it for its certificate.
+struct GatewayRecord {
+  std::string name;                // [a-z0-9-]{1,32}
+  std::string url;                 // wss://HOST:PORT, where the server connects out to it
+  std::string join_secret_sha256;  // hex; "" once used
+  std::int64_t join_expires_at = 0;
+  std::int64_t joined_at = 0;    // 0 until joined
+  std::string cert_fingerprint;  // SHA-256 of the issued certificate; "" until joined
+  std::int64_t created_at = 0;
 };
 
 // A web app user (docs/api.md, Users). The admin token's holder is not one: "admin" is
@@ -155,6 +170,23 @@ class Store {
   // Newest first (by requested_at, then session id); `device_id` "" for every device.
   [[nodiscard]] virtual Result<std::vector<ShadowAuditRecord>> list_shadow_audit(
       const std::string& device_id, int limit) = 0;
+
+  // Gateways: false from insert_gateway when the name is taken, from remove_gateway when
+  // unknown.
+  [[nodiscard]] virtual Result<bool> insert_gateway(const GatewayRecord& gateway) = 0;
+  [[nodiscard]] virtual Result<std::optional<GatewayRecord>> find_gateway(
+      const std::string& name) = 0;
+  // Ordered by name.
+  [[nodiscard]] virtual Result<std::vector<GatewayRecord>> list_gateways() = 0;
+  [[nodiscard]] virtual Result<bool> remove_gateway(const std::string& name) = 0;
+  // In one statement: marks the gateway joined at `now` with its certificate's fingerprint and
+  // forgets the join secret, only if it is not joined yet, its secret hash is
+  // `secret_sha256` and the secret has not expired at `now`. false when another redemption
+  // won (or the secret expired meanwhile).
+  [[nodiscard]] virtual Result<bool> mark_gateway_joined(const std::string& name,
+                                                         const std::string& secret_sha256,
+                                                         std::int64_t now,
+                                                         const std::string& cert_fingerprint) = 0;
 };
 
 }  // namespace tether::server

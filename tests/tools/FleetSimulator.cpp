@@ -146,6 +146,8 @@ Result<DeviceIdentity> enroll_one(const StatePaths& paths, const protocol::Serve
 int run(int argc, const char* const* argv) {
   const std::vector<OptionSpec> specs = {
       {"server", 0, true, "URL", "wss://HOST:PORT"},
+      {"connect", 0, true, "URL",
+       "wss://HOST:PORT the agents connect to (a gateway); default --server"},
       {"admin-token", 0, true, "FILE", "the server's admin.token"},
       {"ca-file", 0, true, "FILE", "the server's ca.crt"},
       {"count", 0, true, "N", "simulated devices"},
@@ -162,6 +164,11 @@ int run(int argc, const char* const* argv) {
   auto url = protocol::parse_server_url(args->value("server").value_or(""));
   if (!url.ok()) {
     std::cerr << url.error().message << "\n";
+    return 2;
+  }
+  auto connect_url = protocol::parse_server_url(args->value("connect").value_or(url->to_string()));
+  if (!connect_url.ok()) {
+    std::cerr << "--connect: " << connect_url.error().message << "\n";
     return 2;
   }
   const int count = std::stoi(args->value("count").value_or("10"));
@@ -227,7 +234,7 @@ int run(int argc, const char* const* argv) {
       return 1;
     }
     d->client->on_attempt = [&attempts](std::int64_t ms) { attempts.push_back(ms); };
-    d->client->start(*url);
+    d->client->start(*connect_url);
   }
 
   auto write_report = [&] {

@@ -9,6 +9,7 @@
 
 #include "ServerTestSupport.h"
 #include "TempDir.h"
+#include "common/FileIo.h"
 
 namespace tether::server {
 namespace {
@@ -164,6 +165,136 @@ TEST(CertificateAuthorityTest, TrustedCasFileExtendsTheTrustedSet) {
   EXPECT_EQ(ca->trusted_fingerprints()[1], other_ca.ca_fingerprint());
   EXPECT_EQ(ca->trusted().size(), 2u);
   EXPECT_EQ(ca->trusted_pems()[1], other_ca.ca_pem());
+}
+
+}  // namespace
+}  // namespace tether::server
+
+// ---- the link certificate and gateway certificates ------------------------------------
+
+namespace tether::server {
+namespace {
+
+TEST(CertificateAuthorityLinkTest, OpenMakesAClientOnlyLinkCertificate) {
+  TempDir dir;
+  CertificateAuthority::OpenReport report;
+  auto ca = reopen(dir.path(), {"localhost"}, &report);
+  ASSERT_TRUE(ca.ok()) << ca.error().message;
+  EXPECT_TRUE(report.issued_link_certificate);
+  EXPECT_EQ(ca->link_key_path(), dir / "link.key");
+  EXPECT_EQ(ca->link_certificate_path(), dir / "link.crt");
+  EXPECT_EQ(mode_of(dir / "link.key"), 0600u);
+
+  auto chain = pki::certificates_from_pem(slurp(dir / "link.crt")).value();
+  ASSERT_EQ(chain.size(), 2u) << "the leaf, then the CA";
+  EXPECT_EQ(pki::certificate_fingerprint(chain[1].get()).value(), ca->ca_fingerprint());
+  auto key = pki::private_key_from_pem(slurp(dir / "link.key")).value();
+  EXPECT_TRUE(pki::key_matches_certificate(key.get(), chain[0].get()));
+  auto info = pki::describe(chain[0].get()).value();
+  EXPECT_EQ(info.common_name, kServerLinkCommonName);
+  EXPECT_EQ(info.extended_key_usage, std::vector<std::string>{"clientAuth"});
+  EXPECT_FALSE(info.is_ca);
+  EXPECT_TRUE(
+      pki::verify_certificate(chain[0].get(), {}, ca->trusted(), pki::CertUsage::kClient).ok());
+  EXPECT_FALSE(
+      pki::verify_certificate(chain[0].get(), {}, ca->trusted(), pki::CertUsage::kServer).ok());
+}
+
+TEST(CertificateAuthorityLinkTest, ReopeningKeepsTheLinkCertificate) {
+  TempDir dir;
+  (void)open_ca(dir.path());
+  const std::string crt = slurp(dir / "link.crt");
+  const std::string key = slurp(dir / "link.key");
+  CertificateAuthority::OpenReport report;
+  ASSERT_TRUE(reopen(dir.path(), {"localhost", "127.0.0.1"}, &report).ok());
+  EXPECT_FALSE(report.issued_link_certificate) << report.link_certificate_reason;
+  EXPECT_EQ(slurp(dir / "link.crt"), crt);
+  EXPECT_EQ(slurp(dir / "link.key"), key);
+}
+
+TEST(CertificateAuthorityLinkTest, ALinkCertificateNearItsEndIsIssuedAgainWithTheSameKey) {
+  TempDir dir;
+  (void)open_ca(dir.path());
+  // A link certificate of this CA that ends within the renewal margin.
+  auto ca_key = pki::private_key_from_pem(slurp(dir / "ca.key")).value();
+  auto ca_cert = pki::certificate_from_pem(slurp(dir / "ca.crt")).value();
+  auto key = pki::private_key_from_pem(slurp(dir / "link.key")).value();
+  pki::CertificateRequest req;
+  req.common_name = kServerLinkCommonName;
+  req.usage = pki::CertUsage::kClient;
+  req.lifetime = 1h;
+  auto short_lived = pki::issue_certificate(key.get(), req, ca_cert.get(), ca_key.get()).value();
+  ASSERT_TRUE(write_file_atomic(
+                  dir / "link.crt",
+                  pki::certificate_to_pem(short_lived.get()).value() + slurp(dir / "ca.crt"), 0644)
+                  .ok());
+
+  CertificateAuthority::OpenReport report;
+  ASSERT_TRUE(reopen(dir.path(), {"localhost", "127.0.0.1"}, &report).ok());
+  EXPECT_TRUE(report.issued_link_certificate);
+  EXPECT_EQ(report.link_certificate_reason, "it expires soon");
+  auto renewed = pki::certificates_from_pem(slurp(dir / "link.crt")).value();
+  EXPECT_GT(pki::describe(renewed[0].get()).value().not_after, std::time(nullptr) + 86400);
+  EXPECT_TRUE(pki::key_matches_certificate(key.get(), renewed[0].get()));
+}
+
+TEST(CertificateAuthorityLinkTest, AnotherCertificateInPlaceOfTheLinkCertificateIsReplaced) {
+  TempDir dir;
+  (void)open_ca(dir.path());
+  std::filesystem::copy_file(dir / "server.crt", dir / "link.crt",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(dir / "server.key", dir / "link.key",
+                             std::filesystem::copy_options::overwrite_existing);
+  CertificateAuthority::OpenReport report;
+  ASSERT_TRUE(reopen(dir.path(), {"localhost", "127.0.0.1"}, &report).ok());
+  EXPECT_EQ(report.link_certificate_reason, "it is not a link certificate");
+  auto chain = pki::certificates_from_pem(slurp(dir / "link.crt")).value();
+  EXPECT_EQ(pki::describe(chain[0].get()).value().common_name, kServerLinkCommonName);
+}
+
+TEST(CertificateAuthorityLinkTest, ALinkKeyReadableByOthersIsRefused) {
+  TempDir dir;
+  (void)open_ca(dir.path());
+  ASSERT_EQ(::chmod((dir / "link.key").c_str(), 0644), 0);
+  auto ca = reopen(dir.path(), {"localhost", "127.0.0.1"});
+  ASSERT_FALSE(ca.ok());
+  EXPECT_NE(ca.error().message.find("link.key"), std::string::npos) << ca.error().message;
+}
+
+TEST(CertificateAuthorityGatewayTest, GatewayCertificatesAreServerCertificatesForTheUrlHost) {
+  TempDir dir;
+  auto ca = open_ca(dir.path());
+  auto device = make_device_key();
+  for (const std::string host : {"gw.example.org", "192.0.2.5", "::1"}) {
+    auto issued = ca.issue_gateway_certificate(device.csr, "branch-1", host);
+    ASSERT_TRUE(issued.ok()) << issued.error().message;
+    auto cert = pki::certificate_from_pem(issued->certificate_pem).value();
+    auto info = pki::describe(cert.get()).value();
+    EXPECT_EQ(info.common_name, "tether-gateway branch-1");
+    EXPECT_EQ(normalized_alt_names(info.subject_alt_names), normalized_alt_names({host}));
+    EXPECT_FALSE(info.is_ca);
+    EXPECT_TRUE(pki::key_matches_certificate(device.key.get(), cert.get()));
+    EXPECT_TRUE(
+        pki::verify_certificate(cert.get(), {}, ca.trusted(), pki::CertUsage::kServer).ok());
+    EXPECT_EQ(issued->not_after, info.not_after);
+  }
+}
+
+TEST(CertificateAuthorityGatewayTest, LongNamesAreCutAndBadRequestsRefused) {
+  TempDir dir;
+  auto ca = open_ca(dir.path());
+  auto device = make_device_key();
+  auto issued = ca.issue_gateway_certificate(device.csr, std::string(60, 'g'), "gw.example");
+  ASSERT_TRUE(issued.ok()) << issued.error().message;
+  auto cert = pki::certificate_from_pem(issued->certificate_pem).value();
+  EXPECT_EQ(pki::describe(cert.get()).value().common_name.size(), 64u);
+
+  auto bad = ca.issue_gateway_certificate("not a CSR", "branch-1", "gw.example");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, Errc::kBadValue);
+  bad = ca.issue_gateway_certificate(device.csr, "branch-1", "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code, Errc::kBadValue);
 }
 
 }  // namespace

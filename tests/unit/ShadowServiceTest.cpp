@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <map>
 #include <set>
 #include <variant>
 
@@ -22,7 +24,12 @@ class FakeLive : public LiveDevices {
  public:
   std::optional<LiveDeviceState> live_state(const std::string& id) const override {
     if (online.count(id) == 0) return std::nullopt;
-    return LiveDeviceState{};
+    LiveDeviceState state;
+    if (auto it = gateway_of.find(id); it != gateway_of.end()) {
+      state.gateway = it->second;
+      state.connected_via = "gateway:" + it->second;
+    }
+    return state;
   }
   void disconnect(const std::string&, int, const std::string&) override {}
   void request(const std::string& id, protocol::UpBody body, RequestDone done) override {
@@ -38,7 +45,32 @@ class FakeLive : public LiveDevices {
     RequestDone done;
   };
   std::set<std::string> online;
+  std::map<std::string, std::string> gateway_of;  // device → gateway name
   std::vector<Request> requests;
+};
+
+class FakeGateways : public ShadowGateways {
+ public:
+  std::optional<std::string> gateway_url(const std::string& name) const override {
+    if (auto it = urls.find(name); it != urls.end()) return it->second;
+    return std::nullopt;
+  }
+  bool open_tunnel(const std::string& gateway, const GatewayTunnelOpen& open) override {
+    opened.emplace_back(gateway, open);
+    // The link carries tunnel_open before shadow_start: no request to the device yet.
+    requests_before_open.push_back(live != nullptr ? live->requests.size() : 0);
+    return links_up.count(gateway) != 0;
+  }
+  void close_tunnel(const std::string& gateway, const std::string& session_id,
+                    const std::string& reason) override {
+    closed.push_back({gateway, session_id, reason});
+  }
+  std::map<std::string, std::string> urls;
+  std::set<std::string> links_up;
+  FakeLive* live = nullptr;
+  std::vector<std::pair<std::string, GatewayTunnelOpen>> opened;
+  std::vector<std::size_t> requests_before_open;
+  std::vector<std::array<std::string, 3>> closed;
 };
 
 class FakeTransport : public TunnelTransport {
@@ -49,8 +81,15 @@ class FakeTransport : public TunnelTransport {
   void set_receiving(const std::string&, TunnelEnd end, bool receiving) override {
     toggles.emplace_back(end, receiving);
   }
+  Status connect_device_end(const std::string& session, const std::string& url) override {
+    connects.emplace_back(session, url);
+    if (refuse_connect) return make_error(Errc::kUnavailable, "no route to host");
+    return {};
+  }
   int writable[2] = {0, 0};
   std::vector<std::pair<TunnelEnd, bool>> toggles;
+  std::vector<std::pair<std::string, std::string>> connects;
+  bool refuse_connect = false;
 };
 
 protocol::ResultBody ok_result(json data) {
@@ -84,6 +123,9 @@ class ShadowServiceTest : public ::testing::Test {
     add_device(kDeviceA, "tc-a", "t1");
     add_device(kDeviceB, "tc-b", "t2");
     live_.online = {kDeviceA, kDeviceB};
+    gateways_.live = &live_;
+    gateways_.urls["branch-1"] = "wss://gw.example:8444";
+    gateways_.links_up.insert("branch-1");
     make_service(std::chrono::seconds(30), 100);
   }
 
@@ -102,6 +144,7 @@ class ShadowServiceTest : public ::testing::Test {
         },
         settings, [this] { return clock_; });
     service_->set_transport(&transport_);
+    service_->set_gateways(&gateways_);
   }
 
   void add_device(const std::string& id, const std::string& hostname, const std::string& token) {
@@ -121,12 +164,13 @@ class ShadowServiceTest : public ::testing::Test {
 
   // Starts a session for `device` and returns the answer slot; the request is
   // live_.requests.back().
-  Answer start(const std::string& device = kDeviceA, const std::string& host = "ums.example:8443") {
+  Answer start(const std::string& device = kDeviceA, const std::string& host = "ums.example:8443",
+               protocol::ViewerKind viewer = protocol::ViewerKind::kExternal) {
     ShadowService::StartRequest req;
     req.device_id = device;
     req.admin = "alice";
     req.host = host;
-    req.viewer = protocol::ViewerKind::kExternal;
+    req.viewer = viewer;
     Answer answer;
     service_->start(req, answer.respond());
     return answer;
@@ -152,6 +196,7 @@ class ShadowServiceTest : public ::testing::Test {
   TempDir dir_;
   std::unique_ptr<SqliteStore> store_;
   FakeLive live_;
+  FakeGateways gateways_;
   FakeTransport transport_;
   std::int64_t clock_ = 1'700'000'000;
   std::vector<std::pair<std::string, protocol::UpBody>> notified_;
@@ -507,6 +552,245 @@ TEST_F(ShadowServiceTest, AuditRowsAreReplacedBySessionAndListedNewestFirst) {
   ASSERT_EQ(only_a.size(), 1u);
   EXPECT_EQ(only_a[0].session_id, "s1");
   EXPECT_EQ(store_->list_shadow_audit("", 2).value().size(), 2u);
+}
+
+// ---- devices behind a gateway ------------------------------------------------------------
+
+TEST_F(ShadowServiceTest, GatewayDeviceWithAnExternalViewerMeetsAtTheGateway) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  Answer answer = start();
+  ASSERT_EQ(gateways_.opened.size(), 1u);
+  ASSERT_EQ(live_.requests.size(), 1u);
+  EXPECT_EQ(gateways_.requests_before_open[0], 0u) << "tunnel_open goes before shadow_start";
+  const auto& [gateway, open] = gateways_.opened[0];
+  const std::string id = last_start().session_id;
+  EXPECT_EQ(gateway, "branch-1");
+  EXPECT_EQ(open.session_id, id);
+  EXPECT_EQ(open.device_id, kDeviceA);
+  EXPECT_EQ(open.device_token, last_start().token);
+  EXPECT_GE(open.ttl, std::chrono::seconds(30)) << "it must outlive the device's answer";
+  EXPECT_EQ(last_start().tunnel_url, "wss://gw.example:8444/tunnel/device/" + id);
+  live_.requests.back().done(ok_result(json::object()));
+  ASSERT_EQ(answer.status(), 201);
+  EXPECT_EQ(answer.body()["viewer_url"],
+            "wss://gw.example:8444/tunnel/viewer/" + id + "?token=" + open.viewer_token);
+  // Neither end may join at the server.
+  auto device = service_->check_join(id, TunnelEnd::kDevice, open.device_token, kDeviceA);
+  ASSERT_FALSE(device.ok());
+  EXPECT_NE(device.error().message.find("gateway branch-1"), std::string::npos);
+  EXPECT_FALSE(service_->check_join(id, TunnelEnd::kViewer, open.viewer_token, "").ok());
+
+  service_->on_gateway_tunnel_event("branch-1", id, "device_joined", "");
+  EXPECT_EQ(service_->active_sessions()[0].state, "device_joined");
+  service_->on_gateway_tunnel_event("other-gw", id, "spliced", "");
+  EXPECT_FALSE(audit()[0].started_at) << "another gateway's word counts for nothing";
+  clock_ += 3;
+  service_->on_gateway_tunnel_event("branch-1", id, "viewer_joined", "");
+  service_->on_gateway_tunnel_event("branch-1", id, "spliced", "");
+  EXPECT_EQ(service_->active_sessions()[0].state, "spliced");
+  EXPECT_EQ(audit()[0].started_at, 1'700'000'003);
+  service_->expire(std::chrono::steady_clock::now() + std::chrono::seconds(300));
+  EXPECT_EQ(service_->session_count(), 1u) << "spliced at the gateway: no peer_timeout";
+  clock_ += 10;
+  service_->on_gateway_tunnel_event("branch-1", id, "ended", "viewer_closed");
+  EXPECT_EQ(service_->session_count(), 0u);
+  const auto row = audit()[0];
+  EXPECT_EQ(row.end_reason, "viewer_closed");
+  EXPECT_EQ(row.ended_at, 1'700'000'013);
+  EXPECT_TRUE(gateways_.closed.empty()) << "the gateway ended it: nothing to close there";
+  EXPECT_TRUE(notified_.empty());
+  // Late events find nothing.
+  service_->on_gateway_tunnel_event("branch-1", id, "ended", "device_closed");
+  EXPECT_EQ(audit()[0].end_reason, "viewer_closed");
+}
+
+TEST_F(ShadowServiceTest, GatewayTimeoutIsAPeerTimeoutAndTheDeviceIsTold) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  auto [id, viewer] = accepted_session();
+  service_->on_gateway_tunnel_event("branch-1", id, "ended", "timeout");
+  EXPECT_EQ(service_->session_count(), 0u);
+  EXPECT_EQ(audit()[0].end_reason, "peer_timeout");
+  ASSERT_EQ(notified_.size(), 1u);
+  EXPECT_EQ(std::get<protocol::ShadowStop>(notified_[0].second).reason, "peer_timeout");
+  EXPECT_TRUE(gateways_.closed.empty());
+}
+
+TEST_F(ShadowServiceTest, GatewayDeviceWithABrowserGoesThroughTheServersLeg) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  Answer answer = start(kDeviceA, "ums.example:8443", protocol::ViewerKind::kBrowser);
+  ASSERT_EQ(gateways_.opened.size(), 1u);
+  const GatewayTunnelOpen open = gateways_.opened[0].second;
+  const std::string id = last_start().session_id;
+  EXPECT_EQ(last_start().tunnel_url, "wss://gw.example:8444/tunnel/device/" + id);
+  live_.requests.back().done(ok_result(json::object()));
+  ASSERT_EQ(answer.status(), 201);
+  const std::string url = answer.body()["viewer_url"];
+  const std::string prefix = "wss://ums.example:8443/tunnel/viewer/" + id + "?token=";
+  ASSERT_EQ(url.rfind(prefix, 0), 0u) << "the browser stays with the server: " << url;
+  const std::string browser_token = url.substr(prefix.size());
+  EXPECT_NE(browser_token, open.viewer_token) << "the gateway's viewer token is the server's own";
+  EXPECT_FALSE(service_->check_join(id, TunnelEnd::kViewer, open.viewer_token, "").ok());
+  EXPECT_FALSE(service_->check_join(id, TunnelEnd::kDevice, open.device_token, kDeviceA).ok());
+
+  ASSERT_TRUE(service_->join(id, TunnelEnd::kViewer, browser_token, "").ok());
+  EXPECT_TRUE(transport_.connects.empty()) << "the leg opens once the browser's end is open";
+  service_->opened(id, TunnelEnd::kViewer);
+  ASSERT_EQ(transport_.connects.size(), 1u);
+  EXPECT_EQ(transport_.connects[0].first, id);
+  EXPECT_EQ(transport_.connects[0].second,
+            "wss://gw.example:8444/tunnel/viewer/" + id + "?token=" + open.viewer_token);
+  EXPECT_EQ(service_->active_sessions()[0].state, "viewer_joined");
+  clock_ += 2;
+  service_->opened(id, TunnelEnd::kDevice);  // the leg is open
+  EXPECT_EQ(service_->active_sessions()[0].state, "spliced");
+  service_->on_gateway_tunnel_event("branch-1", id, "spliced", "");
+  EXPECT_EQ(audit()[0].started_at, 1'700'000'002);
+  service_->received(id, TunnelEnd::kDevice, "RFB 003.008\n");
+  auto w = service_->take(id, TunnelEnd::kViewer);
+  ASSERT_TRUE(std::holds_alternative<TunnelSplice::Write>(w));
+  EXPECT_EQ(std::get<TunnelSplice::Write>(w).data, "RFB 003.008\n");
+  service_->closed(id, TunnelEnd::kViewer);
+  auto c = service_->take(id, TunnelEnd::kDevice);
+  ASSERT_TRUE(std::holds_alternative<TunnelSplice::Close>(c)) << "the leg is closed too";
+  EXPECT_EQ(std::get<TunnelSplice::Close>(c).reason, "viewer_closed");
+  ASSERT_EQ(gateways_.closed.size(), 1u);
+  EXPECT_EQ(gateways_.closed[0], (std::array<std::string, 3>{"branch-1", id, "viewer_closed"}));
+  service_->closed(id, TunnelEnd::kDevice);
+  EXPECT_EQ(service_->session_count(), 0u);
+  EXPECT_EQ(audit()[0].end_reason, "viewer_closed");
+  EXPECT_EQ(audit()[0].bytes_to_viewer, 12);
+  service_->on_gateway_tunnel_event("branch-1", id, "ended", "viewer_closed");
+  EXPECT_EQ(gateways_.closed.size(), 1u);
+}
+
+TEST_F(ShadowServiceTest, TheGatewaysEndWaitsForTheLegToCloseWithItsLastBytes) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  Answer answer = start(kDeviceA, "ums.example:8443", protocol::ViewerKind::kBrowser);
+  const std::string id = last_start().session_id;
+  live_.requests.back().done(ok_result(json::object()));
+  const std::string url = answer.body()["viewer_url"];
+  ASSERT_TRUE(service_->join(id, TunnelEnd::kViewer, url.substr(url.find("token=") + 6), "").ok());
+  service_->opened(id, TunnelEnd::kViewer);
+  service_->opened(id, TunnelEnd::kDevice);
+  // The link's event may overtake the leg's last bytes: nothing is cut off.
+  service_->on_gateway_tunnel_event("branch-1", id, "ended", "gateway_stopping");
+  EXPECT_EQ(service_->active_sessions()[0].state, "spliced");
+  service_->received(id, TunnelEnd::kDevice, "last frame");
+  service_->closed(id, TunnelEnd::kDevice);
+  auto w = service_->take(id, TunnelEnd::kViewer);
+  ASSERT_TRUE(std::holds_alternative<TunnelSplice::Write>(w));
+  EXPECT_EQ(std::get<TunnelSplice::Write>(w).data, "last frame");
+  ASSERT_TRUE(std::holds_alternative<TunnelSplice::Close>(service_->take(id, TunnelEnd::kViewer)));
+  service_->closed(id, TunnelEnd::kViewer);
+  EXPECT_EQ(service_->session_count(), 0u);
+  EXPECT_EQ(audit()[0].end_reason, "gateway_stopping") << "the gateway's reason is the first";
+  EXPECT_TRUE(gateways_.closed.empty()) << "the gateway ended it";
+}
+
+TEST_F(ShadowServiceTest, AFailedLegEndsTheBrowsersSession) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  for (bool at_once : {false, true}) {
+    SCOPED_TRACE(at_once ? "refused at once" : "failed later");
+    transport_.refuse_connect = at_once;
+    gateways_.closed.clear();
+    notified_.clear();
+    Answer answer = start(kDeviceA, "ums.example:8443", protocol::ViewerKind::kBrowser);
+    const std::string id = last_start().session_id;
+    live_.requests.back().done(ok_result(json::object()));
+    const std::string url = answer.body()["viewer_url"];
+    ASSERT_TRUE(
+        service_->join(id, TunnelEnd::kViewer, url.substr(url.find("token=") + 6), "").ok());
+    service_->opened(id, TunnelEnd::kViewer);
+    if (!at_once) {
+      EXPECT_EQ(service_->session_count(), 1u);
+      service_->connect_failed(id, TunnelEnd::kDevice, "certificate verify failed");
+    }
+    auto c = service_->take(id, TunnelEnd::kViewer);
+    ASSERT_TRUE(std::holds_alternative<TunnelSplice::Close>(c));
+    EXPECT_EQ(std::get<TunnelSplice::Close>(c).code, 1011);
+    service_->closed(id, TunnelEnd::kViewer);
+    EXPECT_EQ(service_->session_count(), 0u);
+    const auto row = audit()[0];
+    EXPECT_EQ(row.end_reason, "gateway_unreachable");
+    EXPECT_NE(row.end_message.find("gateway branch-1"), std::string::npos) << row.end_message;
+    EXPECT_NE(row.end_message.find(at_once ? "no route to host" : "certificate verify failed"),
+              std::string::npos)
+        << row.end_message;
+    ASSERT_EQ(gateways_.closed.size(), 1u);
+    EXPECT_EQ(gateways_.closed[0][2], "gateway_unreachable");
+    ASSERT_EQ(notified_.size(), 1u) << "the device stops what it started";
+  }
+}
+
+TEST_F(ShadowServiceTest, ALegThatOpensAfterTheSessionEndedIsClosed) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  Answer answer = start(kDeviceA, "ums.example:8443", protocol::ViewerKind::kBrowser);
+  const std::string id = last_start().session_id;
+  live_.requests.back().done(ok_result(json::object()));
+  const std::string url = answer.body()["viewer_url"];
+  ASSERT_TRUE(service_->join(id, TunnelEnd::kViewer, url.substr(url.find("token=") + 6), "").ok());
+  service_->opened(id, TunnelEnd::kViewer);
+  service_->closed(id, TunnelEnd::kViewer);
+  EXPECT_EQ(service_->session_count(), 1u) << "waits for the leg that is connecting";
+  service_->opened(id, TunnelEnd::kDevice);
+  auto c = service_->take(id, TunnelEnd::kDevice);
+  ASSERT_TRUE(std::holds_alternative<TunnelSplice::Close>(c));
+  service_->closed(id, TunnelEnd::kDevice);
+  EXPECT_EQ(service_->session_count(), 0u);
+  EXPECT_EQ(audit()[0].end_reason, "viewer_closed");
+}
+
+TEST_F(ShadowServiceTest, AGatewayWhoseLinkIsDownOrUnknownRefusesClearly) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  gateways_.links_up.clear();
+  Answer down = start();
+  ASSERT_TRUE(down.answered());
+  EXPECT_EQ(down.status(), 503);
+  EXPECT_EQ(down.body()["error"]["message"], "gateway branch-1 is not connected");
+  EXPECT_TRUE(live_.requests.empty()) << "the device is not asked";
+  EXPECT_EQ(service_->session_count(), 0u);
+  EXPECT_EQ(audit()[0].end_reason, "unavailable");
+
+  live_.gateway_of[kDeviceA] = "gone-gw";
+  Answer unknown = start();
+  EXPECT_EQ(unknown.status(), 503);
+  EXPECT_NE(unknown.body()["error"]["message"].get<std::string>().find("gone-gw"),
+            std::string::npos);
+  service_->set_gateways(nullptr);
+  live_.gateway_of[kDeviceA] = "branch-1";
+  EXPECT_EQ(start().status(), 503);
+  EXPECT_TRUE(live_.requests.empty());
+}
+
+TEST_F(ShadowServiceTest, EndingAGatewaySessionClosesItAtTheGateway) {
+  live_.gateway_of[kDeviceA] = "branch-1";
+  live_.gateway_of[kDeviceB] = "branch-1";
+  auto [id_a, viewer_a] = accepted_session(kDeviceA);
+  auto [id_b, viewer_b] = accepted_session(kDeviceB);
+  EXPECT_TRUE(service_->end_by_admin(id_a));
+  service_->on_device_stop(kDeviceB, protocol::ShadowStop{id_b, "vnc_exited", "status 1"});
+  ASSERT_EQ(gateways_.closed.size(), 2u);
+  EXPECT_EQ(gateways_.closed[0], (std::array<std::string, 3>{"branch-1", id_a, "admin"}));
+  EXPECT_EQ(gateways_.closed[1], (std::array<std::string, 3>{"branch-1", id_b, "vnc_exited"}));
+  EXPECT_EQ(service_->session_count(), 0u);
+
+  auto [id_c, viewer_c] = accepted_session(kDeviceA);
+  auto [id_d, viewer_d] = accepted_session(kDeviceB);
+  service_->on_gateway_tunnel_event("branch-1", id_d, "device_joined", "");
+  service_->expire(std::chrono::steady_clock::now() + std::chrono::seconds(31));
+  ASSERT_EQ(gateways_.closed.size(), 4u);
+  for (std::size_t i : {std::size_t{2}, std::size_t{3}}) {
+    EXPECT_EQ(gateways_.closed[i][2], "peer_timeout");
+  }
+
+  auto [id_e, viewer_e] = accepted_session(kDeviceA);
+  service_->stop_all();
+  ASSERT_EQ(gateways_.closed.size(), 5u);
+  EXPECT_EQ(gateways_.closed[4], (std::array<std::string, 3>{"branch-1", id_e, "server_stopping"}));
+  // Each session was closed at the gateway once.
+  std::set<std::string> ids;
+  for (const auto& c : gateways_.closed) ids.insert(c[1]);
+  EXPECT_EQ(ids.size(), 5u);
 }
 
 TEST(TunnelOriginTest, OnlyTheServersOwnOriginOrNone) {

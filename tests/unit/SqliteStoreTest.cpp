@@ -269,3 +269,81 @@ TEST(SqliteStoreTest, SettingsDocumentAndError) {
 
 }  // namespace
 }  // namespace tether::server
+
+// ---- gateways (migration 5) -------------------------------------------------------------
+
+namespace tether::server {
+namespace {
+
+GatewayRecord gateway(const std::string& name, std::int64_t expires_at = 1000) {
+  GatewayRecord g;
+  g.name = name;
+  g.url = "wss://" + name + ".example:8443";
+  g.join_secret_sha256 = "secret-hash-" + name;
+  g.join_expires_at = expires_at;
+  g.created_at = 100;
+  return g;
+}
+
+TEST(SqliteStoreGatewayTest, AddFindListRemove) {
+  TempDir dir;
+  auto store = std::move(SqliteStore::open(dir / "tether.db")).value();
+  EXPECT_GE(SqliteStore::latest_schema_version(), 5);
+  EXPECT_TRUE(store->list_gateways().value().empty());
+  EXPECT_TRUE(store->insert_gateway(gateway("zeta")).value());
+  EXPECT_TRUE(store->insert_gateway(gateway("alpha")).value());
+  EXPECT_FALSE(store->insert_gateway(gateway("alpha")).value()) << "the name is taken";
+
+  auto found = store->find_gateway("alpha").value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->url, "wss://alpha.example:8443");
+  EXPECT_EQ(found->join_secret_sha256, "secret-hash-alpha");
+  EXPECT_EQ(found->join_expires_at, 1000);
+  EXPECT_EQ(found->joined_at, 0);
+  EXPECT_EQ(found->cert_fingerprint, "");
+  EXPECT_EQ(found->created_at, 100);
+  EXPECT_FALSE(store->find_gateway("beta").value().has_value());
+
+  auto list = store->list_gateways().value();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].name, "alpha");
+  EXPECT_EQ(list[1].name, "zeta");
+
+  EXPECT_TRUE(store->remove_gateway("zeta").value());
+  EXPECT_FALSE(store->remove_gateway("zeta").value());
+  EXPECT_EQ(store->list_gateways().value().size(), 1u);
+}
+
+TEST(SqliteStoreGatewayTest, JoiningIsSingleUseAndNeedsTheRightUnexpiredSecret) {
+  TempDir dir;
+  auto store = std::move(SqliteStore::open(dir / "tether.db")).value();
+  ASSERT_TRUE(store->insert_gateway(gateway("gw", 1000)).value());
+  EXPECT_FALSE(store->mark_gateway_joined("gw", "wrong-hash", 500, "fp").value());
+  EXPECT_FALSE(store->mark_gateway_joined("gw", "secret-hash-gw", 1000, "fp").value())
+      << "expired at 1000";
+  EXPECT_FALSE(store->mark_gateway_joined("nope", "secret-hash-gw", 500, "fp").value());
+  EXPECT_FALSE(store->mark_gateway_joined("gw", "", 500, "fp").value());
+  EXPECT_TRUE(store->mark_gateway_joined("gw", "secret-hash-gw", 999, "fp1").value());
+  EXPECT_FALSE(store->mark_gateway_joined("gw", "secret-hash-gw", 999, "fp2").value())
+      << "single use";
+
+  auto found = store->find_gateway("gw").value();
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->joined_at, 999);
+  EXPECT_EQ(found->cert_fingerprint, "fp1");
+  EXPECT_EQ(found->join_secret_sha256, "") << "the secret's hash is forgotten once used";
+}
+
+TEST(SqliteStoreGatewayTest, EnrollmentTokensKeepTheUrlTheyName) {
+  TempDir dir;
+  auto store = std::move(SqliteStore::open(dir / "tether.db")).value();
+  EnrollmentTokenRecord t = token("t1", 500);
+  t.server_url = "wss://gw.example:9443";
+  ASSERT_TRUE(store->insert_enrollment_token(t).ok());
+  ASSERT_TRUE(store->insert_enrollment_token(token("t2", 500)).ok());
+  EXPECT_EQ(store->find_enrollment_token("hash-t1").value()->server_url, "wss://gw.example:9443");
+  EXPECT_EQ(store->find_enrollment_token("hash-t2").value()->server_url, "");
+}
+
+}  // namespace
+}  // namespace tether::server

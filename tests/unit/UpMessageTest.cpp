@@ -88,6 +88,8 @@ std::vector<UpBody> all_samples() {
   out.emplace_back(WakePeer{.targets = {{.mac = "52:54:00:12:34:56", .broadcast = "10.1.2.255"}},
                             .ports = {9, 7}});
   out.emplace_back(Settings{.values = {{"shadow.view_only", "true"}, {"discovery.port", "30005"}}});
+  out.emplace_back(GatewayStatus{.server_connected = true});
+  out.emplace_back(GatewayStatus{.server_connected = false});
   return out;
 }
 
@@ -119,11 +121,11 @@ TEST(UpMessageTest, EveryMessageRoundTrips) {
     EXPECT_EQ(*again, body) << up_type_name(up_body_type(body));
     covered.insert(up_body_type(body));
   }
-  EXPECT_EQ(covered.size(), 12u) << "a message type has no round-trip sample";
+  EXPECT_EQ(covered.size(), 13u) << "a message type has no round-trip sample";
 }
 
 TEST(UpMessageTest, TypeNamesRoundTrip) {
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 13; ++i) {
     const auto type = static_cast<UpType>(i);
     EXPECT_EQ(up_type_from_name(up_type_name(type)), type);
   }
@@ -145,6 +147,21 @@ TEST(UpMessageTest, ReplyPayloadsRoundTrip) {
   EXPECT_EQ(decode_cert_renew_ack(json{{"certificate_pem", "garbage"}}).error().code,
             Errc::kBadValue);
   EXPECT_EQ(decode_hello_ack(json{{"server_time", 1}}).error().code, Errc::kMissingField);
+}
+
+TEST(UpMessageTest, GatewayStatusIsConnectedOrUnavailable) {
+  // The exact text a gateway sends (docs/protocol.md §2.2).
+  auto env = parse_envelope(
+      R"({"v":1,"type":"gateway_status","id":"g1","body":{"server":"unavailable"}})");
+  ASSERT_TRUE(env.ok());
+  auto body = decode_body(*env);
+  ASSERT_TRUE(body.ok()) << body.error().message;
+  EXPECT_EQ(std::get<GatewayStatus>(*body), GatewayStatus{.server_connected = false});
+  EXPECT_EQ(encode_body(GatewayStatus{.server_connected = true}), json({{"server", "connected"}}));
+  EXPECT_EQ(make_message("g2", GatewayStatus{}).type, "gateway_status");
+  EXPECT_EQ(decode_error("gateway_status", json::object()).code, Errc::kMissingField);
+  EXPECT_EQ(decode_error("gateway_status", {{"server", true}}).code, Errc::kWrongType);
+  EXPECT_EQ(decode_error("gateway_status", {{"server", "up"}}).code, Errc::kBadValue);
 }
 
 TEST(UpMessageTest, ResultHelpersCorrelateById) {

@@ -1,0 +1,183 @@
+#include "server/Gateway.h"
+
+#include <atomic>
+#include <csignal>
+#include <exception>
+
+#include "common/FileIo.h"
+#include "common/Log.h"
+#include "common/Version.h"
+#include "platform/Pki.h"
+
+namespace tether::server {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr auto kTick = 1s;
+constexpr auto kShutdownGrace = 3s;
+constexpr auto kJoinTimeout = 30s;
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+std::atomic<lws_context*> g_context{nullptr};
+
+void on_signal(int) {
+  g_stop_requested = 1;
+  if (lws_context* ctx = g_context.load()) lws_cancel_service(ctx);
+}
+
+// Every certificate of a PEM bundle, one PEM each (the listener's client CAs).
+Result<std::vector<std::string>> split_bundle(const std::string& path) {
+  TETHER_ASSIGN_OR_RETURN(std::string text, read_file(path));
+  TETHER_ASSIGN_OR_RETURN(auto certs, pki::certificates_from_pem(text));
+  std::vector<std::string> out;
+  for (const auto& cert : certs) {
+    TETHER_ASSIGN_OR_RETURN(std::string pem, pki::certificate_to_pem(cert.get()));
+    out.push_back(std::move(pem));
+  }
+  return out;
+}
+
+}  // namespace
+
+Gateway::~Gateway() {
+  tick_.reset();
+  if (https_) https_->stop();
+  g_context.store(nullptr);
+}
+
+void Gateway::request_stop() noexcept {
+  on_signal(0);
+}
+
+Result<std::unique_ptr<Gateway>> Gateway::create(const GatewaySettings& settings) {
+  std::unique_ptr<Gateway> gw(new Gateway(settings));
+  const std::string& dir = settings.state_dir;
+  auto identity = GatewayIdentity::load(dir);
+  if (settings.join_token) {
+    if (identity.ok()) {
+      log::notice("already joined as gateway " + identity->name + "; --join is not needed now");
+    } else if (identity.error().code == Errc::kNotFound) {
+      log::info("joining the installation...");
+      TETHER_ASSIGN_OR_RETURN(auto joined, join_gateway(dir, *settings.join_token,
+                                                        std::chrono::milliseconds(kJoinTimeout)));
+      log::notice("joined as gateway " + joined.name + " (server " + joined.server_url +
+                  "); devices and the server reach this gateway at " + joined.gateway_url);
+      identity = GatewayIdentity::load(dir);
+    }
+  }
+  if (!identity.ok()) return identity.error();
+  gw->identity_ = std::move(identity).value();
+
+  HttpsServerOptions https;
+  https.listen = settings.listen;
+  https.certificate_path = gw->identity_.paths.certificate;
+  https.key_path = gw->identity_.paths.key;
+  TETHER_ASSIGN_OR_RETURN(https.client_ca_pems, split_bundle(gw->identity_.paths.ca_bundle));
+  https.ping_interval = settings.ping_interval;
+  https.max_response_wait = settings.request_timeout + 5s;
+  gw->https_ = std::make_unique<HttpsServer>(https);
+
+  GatewayRouterSettings router;
+  router.name = gw->identity_.name;
+  router.version = kVersion;
+  router.max_connections = settings.max_connections;
+  router.http_timeout = settings.request_timeout;
+  gw->router_ = std::make_unique<GatewayRouter>(*gw->https_, router);
+
+  GatewayTunnelsSettings tunnels;
+  tunnels.max_sessions = settings.shadow_max_sessions;
+  gw->tunnels_ = std::make_unique<GatewayTunnels>(tunnels);
+  gw->relay_ = std::make_unique<TunnelRelay>(*gw->tunnels_);
+
+  Gateway* self = gw.get();
+  gw->tunnels_->on_event = [self](const std::string& session, const std::string& event,
+                                  const std::string& reason) {
+    log::info("tunnel " + session + ": " + event + (reason.empty() ? "" : " (" + reason + ")"));
+    self->router_->tunnel_event(session, event, reason);
+  };
+  gw->router_->set_tunnel_hooks(GatewayRouter::TunnelHooks{
+      .open =
+          [self](const protocol::LinkTunnelOpen& m) {
+            return self->tunnels_->open(GatewayTunnelOpen{
+                m.session, m.device, m.device_token, m.viewer_token, std::chrono::seconds(m.ttl)});
+          },
+      .close = [self](const std::string& session,
+                      const std::string& reason) { self->tunnels_->close(session, reason); },
+  });
+  gw->https_->set_channel_sink(ChannelKind::kUp, &gw->router_->device_sink());
+  gw->https_->set_channel_sink(ChannelKind::kLink, &gw->router_->link_sink());
+  gw->https_->set_tunnel_relay(gw->relay_.get());
+  gw->https_->set_http_handler([self](const HttpRequest& request, HttpRespond respond) {
+    self->router_->handle_http(request, std::move(respond));
+  });
+  gw->https_->set_wake_handler([self] { self->on_wake(); });
+  return gw;
+}
+
+int Gateway::run() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  (void)std::signal(SIGPIPE, SIG_IGN);
+
+  if (auto started = https_->start(); !started.ok()) {
+    log::error(started.error().message);
+    return 1;
+  }
+  g_context.store(https_->context());
+  const auto& host = settings_.listen.host;
+  log::notice("gateway " + identity_.name + " listening on " +
+              (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+              std::to_string(settings_.listen.port) + " (" + identity_.gateway_url +
+              "); waiting for the server to connect");
+
+  tick_ = std::make_unique<LwsTimer>(https_->context(), [this] { on_tick(); });
+  tick_->schedule(kTick);
+  if (g_stop_requested) begin_shutdown();
+
+  while (!done_) {
+    if (lws_service(https_->context(), 0) < 0) break;
+    if (stopping_ && ((https_->up_connection_count() == 0 && relay_->open_ends() == 0) ||
+                      SteadyClock::now() >= shutdown_deadline_)) {
+      done_ = true;
+    }
+  }
+  tick_.reset();
+  https_->stop();
+  g_context.store(nullptr);
+  log::notice("stopped");
+  return 0;
+}
+
+void Gateway::on_wake() {
+  if (g_stop_requested && !stopping_) begin_shutdown();
+}
+
+void Gateway::begin_shutdown() {
+  stopping_ = true;
+  shutdown_deadline_ = SteadyClock::now() + kShutdownGrace;
+  log::notice("stopping: closing " + std::to_string(router_->device_count()) +
+              " device channel(s) and the server's link");
+  tunnels_->stop_all();
+  router_->close_all();
+  if (https_->up_connection_count() == 0 && relay_->open_ends() == 0) done_ = true;
+}
+
+void Gateway::on_tick() {
+  try {
+    const auto now = SteadyClock::now();
+    router_->expire(now);
+    tunnels_->expire(now);
+  } catch (const std::exception& e) {
+    log::error(std::string("periodic work failed: ") + e.what());
+  } catch (...) {
+    log::error("periodic work failed");
+  }
+  tick_->schedule(kTick);
+}
+
+}  // namespace tether::server

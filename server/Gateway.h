@@ -1,0 +1,51 @@
+// tether-gateway as one object (the ICG role, docs/architecture.md "Gateway"): its identity
+// from the state directory (made once by --join), the TLS listener carrying device channels,
+// the server's link and shadowing tunnels, the router between them, and the event loop until
+// SIGTERM/SIGINT.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "common/LwsLoop.h"
+#include "common/Result.h"
+#include "server/GatewayConfig.h"
+#include "server/GatewayIdentity.h"
+#include "server/GatewayRouter.h"
+#include "server/GatewayTunnels.h"
+#include "server/HttpsServer.h"
+#include "server/TunnelRelay.h"
+
+namespace tether::server {
+
+class Gateway {
+ public:
+  // Joins first when settings.join_token is set and the state directory has no identity.
+  [[nodiscard]] static Result<std::unique_ptr<Gateway>> create(const GatewaySettings& settings);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Binds the listener, then serves until a stop is requested. Returns the exit code.
+  [[nodiscard]] int run();
+  static void request_stop() noexcept;
+
+ private:
+  explicit Gateway(GatewaySettings settings) : settings_(std::move(settings)) {}
+  void on_wake();
+  void on_tick();
+  void begin_shutdown();
+
+  GatewaySettings settings_;
+  GatewayIdentity identity_;
+  std::unique_ptr<HttpsServer> https_;
+  std::unique_ptr<GatewayRouter> router_;
+  std::unique_ptr<GatewayTunnels> tunnels_;
+  std::unique_ptr<TunnelRelay> relay_;
+  std::unique_ptr<LwsTimer> tick_;
+  std::chrono::steady_clock::time_point shutdown_deadline_{};
+  bool stopping_ = false;
+  bool done_ = false;
+};
+
+}  // namespace tether::server

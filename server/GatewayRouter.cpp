@@ -50,13 +50,11 @@ GatewayRouter::GatewayRouter(UpTransport& transport, GatewayRouterSettings setti
 
 Status GatewayRouter::admit_device(const std::string& device, const std::string& address) {
   (void)address;
-  if (!list_loaded_) {
-    ++counters_.refused_no_list;
-    return make_error(Errc::kUnavailable, "device " + short_id(device) +
-                                              ": the gateway has no device list from its "
-                                              "server yet");
-  }
-  if (allowed_.count(device) == 0) {
+  // Before the server's first list (the gateway just started) a device with a certificate
+  // of the CA is let in on probation: it hears "unavailable", what it sends is dropped, and
+  // when the list comes it stays or is closed (apply_allow). Refusing it instead would send
+  // every agent into its failure backoff at the same moment: a reconnect storm.
+  if (list_loaded_ && allowed_.count(device) == 0) {
     ++counters_.refused_unknown;
     return make_error(Errc::kPermissionDenied,
                       "device " + short_id(device) + " is not known to the server or revoked");

@@ -5,7 +5,9 @@
 // way. While there is no link, devices already admitted stay connected and are told
 // (gateway_status "unavailable"); what they send meanwhile is dropped, and when the link
 // returns every channel is announced again and told "connected", so the agents say hello
-// again. Enrollment requests that reach the gateway over HTTPS are passed to the server.
+// again. Until the server's first list has arrived (the gateway just started), devices with a
+// certificate of the CA are let in on probation and closed when the list does not name them.
+// Enrollment requests that reach the gateway over HTTPS are passed to the server.
 // No I/O of its own: channels are sent to through an UpTransport (HttpsServer), so that the
 // unit tests drive it directly.
 #pragma once
@@ -36,7 +38,6 @@ struct GatewayRouterSettings {
 struct GatewayCounters {
   std::uint64_t refused_limit = 0;     // device channels refused by the connection limit
   std::uint64_t refused_unknown = 0;   // not on the server's list (or revoked)
-  std::uint64_t refused_no_list = 0;   // before the server's list ever arrived
   std::uint64_t dropped_messages = 0;  // device messages while the server was away
 };
 

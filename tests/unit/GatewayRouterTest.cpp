@@ -78,19 +78,26 @@ class GatewayRouterTest : public ::testing::Test {
   GatewayRouter router_;
 };
 
-TEST_F(GatewayRouterTest, DevicesAreRefusedUntilTheServerSentItsList) {
-  auto refused = router_.device_sink().admit(kA, "10.1.0.1");
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.error().code, Errc::kUnavailable);
+TEST_F(GatewayRouterTest, BeforeTheFirstListDevicesWaitOnProbation) {
+  // The gateway just started: no list yet. Devices get in, hear "unavailable", are not
+  // refused (a refusal would send the fleet into its backoff at once).
+  connect(7, kA);
+  connect(8, std::string(64, 'c'));
+  EXPECT_EQ(transport_.statuses(7), std::vector<std::string>{"unavailable"});
+  router_.device_sink().on_message(7, R"({"v":1,"type":"hello","id":"d1","body":{}})");
+  EXPECT_EQ(router_.counters().dropped_messages, 1u);
   link_up();
-  ASSERT_FALSE(transport_.on_link(kLink).empty());
-  EXPECT_TRUE(std::holds_alternative<LinkHello>(transport_.on_link(kLink)[0]));
-  // A list in two chunks counts only once it is done.
+  auto link = transport_.on_link(kLink);
+  ASSERT_EQ(link.size(), 3u);  // hello, then both channels announced
+  EXPECT_TRUE(std::holds_alternative<LinkHello>(link[0]));
+  // A list in two chunks counts only once it is done; then the one it does not name goes.
   from_server(LinkAllow{true, false, {kA}});
-  EXPECT_FALSE(router_.device_sink().admit(kA, "10.1.0.1").ok());
+  EXPECT_TRUE(transport_.closed.empty());
   from_server(LinkAllow{false, true, {kB}});
   EXPECT_TRUE(router_.device_list_loaded());
-  EXPECT_TRUE(router_.device_sink().admit(kA, "10.1.0.1").ok());
+  EXPECT_EQ(transport_.closed, (std::vector<std::pair<ConnectionId, int>>{{8, kCloseRevoked}}));
+  router_.device_sink().on_closed(8);  // what the listener reports after that close
+  EXPECT_EQ(std::get<LinkClosed>(transport_.on_link(kLink).back()).conn, 8u);
   EXPECT_TRUE(router_.device_sink().admit(kB, "10.1.0.1").ok());
   auto unknown = router_.device_sink().admit(std::string(64, 'c'), "10.1.0.1");
   ASSERT_FALSE(unknown.ok());

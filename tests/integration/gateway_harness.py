@@ -92,10 +92,13 @@ def add_gateway(server, name, gateway):
     return match.group(1)
 
 
-def joined_gateway(server, tmp_path, name="gw1", **kwargs):
-    """A gateway joined to `server` and running, with the server's link open."""
+def joined_gateway(server, tmp_path, name="gw1", on_start=None, **kwargs):
+    """A gateway joined to `server` and running, with the server's link open. `on_start`
+    gets the Gateway as soon as its process exists (for the caller's clean-up)."""
     gateway = Gateway(tmp_path / f"gateway-{name}", **kwargs)
     token = add_gateway(server, name, gateway)
+    if on_start:
+        on_start(gateway)
     gateway.start("--join", token)
     server.wait_for_log(f"gateway {name}: link open", timeout=20)
     gateway.wait_for_log("device list from the server", timeout=20)

@@ -69,11 +69,23 @@ class GatewayRig(Rig):
 
 
 @pytest.fixture
-def gateway(server, tmp_path):
+def make_gateway(tmp_path):
+    """Joins gateways to servers; stops them after the test, whatever happened."""
     need_gateway()
-    gw = joined_gateway(server, tmp_path)
-    yield gw
-    gw.stop()
+    started = []
+
+    def make(server, **kwargs):
+        gw = joined_gateway(server, tmp_path, on_start=started.append, **kwargs)
+        return gw
+
+    yield make
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def gateway(server, make_gateway):
+    return make_gateway(server)
 
 
 @pytest.fixture
@@ -188,10 +200,9 @@ def test_a_revoked_device_is_dropped_by_the_gateway_within_seconds(server, gatew
 
 
 def test_gateway_restart_devices_and_server_come_back_without_a_storm(make_server, tmp_path,
-                                                                      make_agent):
-    need_gateway()
+                                                                      make_agent, make_gateway):
     server = make_server(extra_args=["--set", "enroll.rate_per_minute=100000"]).start()
-    gateway = joined_gateway(server, tmp_path)
+    gateway = make_gateway(server)
     count, spread_s = 60, 6
     sim = FleetSim(server, tmp_path / "fleet", count, restart_spread=f"{spread_s}s")
     sim.args += ["--connect", gateway.wss_url]
@@ -231,10 +242,9 @@ def test_gateway_restart_devices_and_server_come_back_without_a_storm(make_serve
     assert sum(1 for n in whole[:spread_s] if n > 0) >= spread_s - 2, whole
 
 
-def test_failover_to_the_gateway_and_back(make_server, tmp_path, make_agent):
-    need_gateway()
+def test_failover_to_the_gateway_and_back(make_server, make_agent, make_gateway):
     server = make_server().start()
-    gateway = joined_gateway(server, tmp_path)
+    gateway = make_gateway(server)
     token = server.ctl("enroll-token", "create", check=True).stdout.strip()
     agent = make_agent(settings={"server.fallback_urls": gateway.wss_url,
                                  "server.primary_retry": "1s", "discovery.port": "0"})

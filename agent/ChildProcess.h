@@ -1,7 +1,13 @@
 // A helper process of a shadowing session (tether-vnc, tether-shadow-ui): fork+exec with an
 // argv and a clean environment (never a shell), in its own process group, optionally as
-// another user, with one inherited descriptor. Its exit is watched on the lws loop through a
-// pidfd, so nothing ever blocks in waitpid while the agent runs.
+// another user, with one inherited descriptor and no capabilities.
+//
+// Between the agent and the helper sits a keeper: a forked copy of the agent that has become
+// the helper's user, waits for the helper and ends it when the agent writes a grace period
+// on a pipe, or at once when that pipe closes (the agent ended the session or died). So the
+// agent needs no CAP_KILL to end a helper that runs as another user. The keeper exits as the
+// helper did; its exit is watched on the lws loop through a pidfd, so nothing ever blocks in
+// waitpid while the agent runs.
 #pragma once
 
 #include <libwebsockets.h>
@@ -26,8 +32,8 @@ struct SpawnSpec {
   std::vector<std::string> env;   // the whole environment, "NAME=value"
   // Becomes descriptor 3 in the child (close-on-exec cleared there only); -1 for none.
   int pass_fd = -1;
-  // Run as this user (initgroups, setgid, setuid, verified) when the agent is root and the
-  // user is not; otherwise the child keeps the agent's credentials.
+  // Run as this user (initgroups, setgid, setuid, verified) when it is not the agent's: needs
+  // root or CAP_SETUID and CAP_SETGID. Any other uid than 0 ends with no capabilities.
   std::optional<uid_t> uid;
   gid_t gid = 0;
   std::string user;  // for the supplementary groups
@@ -45,14 +51,15 @@ class ChildProcess {
                                                                    lws_vhost* vhost,
                                                                    const SpawnSpec& spec,
                                                                    ExitHandler on_exit);
-  // Kills the process group (SIGKILL) and reaps the child if it still runs: no leftovers.
+  // The helper's process group is killed (SIGKILL) and the keeper reaped: no leftovers.
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
-  // SIGTERM to the child's process group, SIGKILL after `grace` if it is still there.
+  // SIGTERM to the helper's process group, SIGKILL after `grace` if it is still there.
   void terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
-  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  // The helper's pid, which is also its process group's id.
+  [[nodiscard]] pid_t pid() const noexcept { return helper_pid_; }
   [[nodiscard]] bool running() const noexcept { return !reaped_; }
 
   // "exited with 1", "killed by signal 15".
@@ -61,13 +68,13 @@ class ChildProcess {
  private:
   ChildProcess(lws_context* ctx, ExitHandler on_exit);
   void on_pidfd_readable();
-  void kill_group(int sig);
   void report_exit();
 
-  pid_t pid_ = -1;
+  pid_t pid_ = -1;  // the keeper
+  pid_t helper_pid_ = -1;
+  UniqueFd control_;  // write end of the keeper's control pipe
   UniqueFd pidfd_;
   std::unique_ptr<LwsFdWatcher> watch_;
-  LwsTimer kill_timer_;
   LwsTimer exit_timer_;
   ExitHandler on_exit_;
   bool reaped_ = false;

@@ -1,9 +1,13 @@
 #include "agent/AgentCommands.h"
 
+#include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 
@@ -59,6 +63,22 @@ std::string ago_or_in(std::int64_t t) {
                        : a < 172800 ? std::to_string(a / 3600) + " h"
                                     : std::to_string(a / 86400) + " days";
   return d < 0 ? amount + " ago" : "in " + amount;
+}
+
+// The packaged agent runs as the system user tether-agent and owns its state directory; an
+// administrator runs `tether-agent register` or `status` as root. Root then becomes that
+// owner for the command, so the files it writes are the agent's and the checks that the
+// agent's keys are its own hold (without this, register would leave root-owned files the
+// agent cannot read).
+bool become_state_owner(const StatePaths& paths) {
+  struct stat st {};
+  if (::geteuid() != 0 || ::stat(paths.dir.c_str(), &st) != 0 || st.st_uid == 0) return true;
+  if (::setgroups(0, nullptr) != 0 || ::setgid(st.st_gid) != 0 || ::setuid(st.st_uid) != 0) {
+    std::cerr << "tether-agent: cannot become uid " << st.st_uid << ", the owner of " << paths.dir
+              << ": " << std::strerror(errno) << "\n";
+    return false;
+  }
+  return true;
 }
 
 // Kicks a running agent so it notices a new enrollment at once.
@@ -309,6 +329,7 @@ int agent_main(int argc, const char* const* argv) {
     // Reading the state does not need a valid configuration: say so and go on.
     if (command == "status" || command == "cert-info") {
       const StatePaths paths(args->value("state-dir").value_or(kDefaultStateDir));
+      if (!become_state_owner(paths)) return 1;
       return command == "status" ? cmd_status(paths, *args) : cmd_cert_info(paths);
     }
     return 1;
@@ -317,6 +338,7 @@ int agent_main(int argc, const char* const* argv) {
   if (log::parse_level(config->string("log.level"), level)) log::set_level(level);
   const StatePaths paths(args->value("state-dir").value_or(kDefaultStateDir));
 
+  if (command != "run" && !become_state_owner(paths)) return 1;
   if (command == "register") return cmd_register(paths, *args);
   if (command == "status") return cmd_status(paths, *args);
   if (command == "cert-info") return cmd_cert_info(paths);

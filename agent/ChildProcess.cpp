@@ -25,8 +25,8 @@ struct ChildReport {
   int value;
 };
 constexpr int kStarted = 100;
-constexpr const char* kStages[] = {"setpgid", "stdin",      "descriptor", "setgroups", "setgid",
-                                   "setuid",  "capabilities", "verify",   "fork",      "exec"};
+constexpr const char* kStages[] = {"setpgid", "stdin",        "descriptor", "setgroups", "setgid",
+                                   "setuid",  "capabilities", "verify",     "fork",      "exec"};
 constexpr int kStageCount = static_cast<int>(sizeof kStages / sizeof kStages[0]);
 
 void report(int fd, int stage, int value) {
@@ -108,8 +108,17 @@ std::int64_t now_ms() {
     }
     if (::waitpid(helper, &status, WNOHANG) == helper) break;
   }
-  // Whatever the helper left in its group goes with it.
+  // Whatever the helper left in its group goes with it; as their subreaper the keeper reaps
+  // them too (for up to a second), so no zombie holds the group's id after it is gone.
   ::kill(-helper, SIGKILL);
+  for (int i = 0; i < 100; ++i) {
+    const pid_t gone = ::waitpid(-1, nullptr, WNOHANG);
+    if (gone < 0) break;  // ECHILD: nothing left
+    if (gone == 0) {
+      const timespec pause{0, 10 * 1000 * 1000};
+      ::nanosleep(&pause, nullptr);
+    }
+  }
   if (WIFEXITED(status)) ::_exit(WEXITSTATUS(status));
   const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
   // Die the same way, but never by a signal that would dump the keeper's (the agent's) memory.
@@ -223,6 +232,8 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(lws_context* ctx, lws_
     if (::chdir(cwd) != 0 && ::chdir("/") != 0) {
       // Not fatal: the helpers do not depend on their working directory.
     }
+    // Orphans of the helper come to the keeper, which reaps them.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     const pid_t keeper = ::getpid();
     const pid_t helper = ::fork();
     if (helper < 0) child_fail(rfd, 8);

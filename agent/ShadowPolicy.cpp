@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "common/FileIo.h"
 
@@ -80,11 +81,6 @@ std::optional<std::string> environ_value(const std::string& block, std::string_v
   return std::nullopt;
 }
 
-bool regular_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
 }  // namespace
 
 std::vector<std::string> xauthority_candidates(const XauthorityQuery& q) {
@@ -102,11 +98,18 @@ std::vector<std::string> xauthority_candidates(const XauthorityQuery& q) {
   return out;
 }
 
-std::optional<std::string> find_xauthority(const XauthorityQuery& q) {
+std::vector<std::string> find_xauthority(const XauthorityQuery& q) {
+  std::vector<std::string> out;
   for (const auto& path : xauthority_candidates(q)) {
-    if (regular_file(q.root + path)) return path;
+    struct stat st {};
+    if (::stat((q.root + path).c_str(), &st) == 0) {
+      if (!S_ISREG(st.st_mode)) continue;
+      out.push_back(path);
+      break;
+    }
+    if (errno == EACCES) out.push_back(path);
   }
-  return std::nullopt;
+  return out;
 }
 
 std::string helper_path(const std::string& configured, const std::string& name,
@@ -123,7 +126,7 @@ std::string helper_path(const std::string& configured, const std::string& name,
 std::vector<std::string> vnc_argv(const VncLaunch& launch, const ShadowTarget& t) {
   std::vector<std::string> argv = {launch.path, "--fd", std::to_string(launch.fd), "--display",
                                    t.display};
-  if (!t.xauthority.empty()) argv.insert(argv.end(), {"--xauthority", t.xauthority});
+  for (const auto& file : t.xauthority) argv.insert(argv.end(), {"--xauthority", file});
   if (launch.view_only) argv.emplace_back("--view-only");
   if (!launch.monitor.empty()) argv.insert(argv.end(), {"--monitor", launch.monitor});
   if (!launch.desktop_name.empty()) {
@@ -137,7 +140,7 @@ namespace {
 std::vector<std::string> ui_common(const std::string& ui_path, const char* mode,
                                    const ShadowTarget& t, const std::string& admin) {
   std::vector<std::string> argv = {ui_path, mode, "--display", t.display};
-  if (!t.xauthority.empty()) argv.insert(argv.end(), {"--xauthority", t.xauthority});
+  for (const auto& file : t.xauthority) argv.insert(argv.end(), {"--xauthority", file});
   argv.insert(argv.end(), {"--admin", admin});
   return argv;
 }
@@ -163,7 +166,7 @@ std::vector<std::string> indicator_argv(const std::string& ui_path, const Shadow
 
 std::vector<std::string> child_environment(const ShadowTarget& t) {
   std::vector<std::string> env = {"DISPLAY=" + t.display};
-  if (!t.xauthority.empty()) env.push_back("XAUTHORITY=" + t.xauthority);
+  if (t.xauthority.size() == 1) env.push_back("XAUTHORITY=" + t.xauthority.front());
   if (!t.home.empty()) env.push_back("HOME=" + t.home);
   if (!t.user.empty()) {
     env.push_back("USER=" + t.user);

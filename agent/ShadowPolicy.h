@@ -64,8 +64,11 @@ struct XauthorityQuery {
   pid_t leader = 0;
 };
 [[nodiscard]] std::vector<std::string> xauthority_candidates(const XauthorityQuery& q);
-// The first candidate that exists as a regular file (path without `root`); nullopt if none.
-[[nodiscard]] std::optional<std::string> find_xauthority(const XauthorityQuery& q);
+// The files for the helpers to try, in order (paths without `root`): every candidate up to
+// the first that is a regular file, leaving out those that certainly do not exist. One the
+// agent may not look into (EACCES: /run/user/UID and homes are 0700, and the agent is not
+// root) stays in, for the helper, which runs as the session's user, to try. Empty if none.
+[[nodiscard]] std::vector<std::string> find_xauthority(const XauthorityQuery& q);
 
 // Where a helper binary is: `configured` if set, else NAME next to the agent's own
 // executable if it exists there, else /usr/libexec/tether/NAME.
@@ -74,7 +77,9 @@ struct XauthorityQuery {
 
 struct ShadowTarget {
   std::string display;
-  std::string xauthority;  // empty: none found; the X server may not need one
+  // X authority files for the helpers to try in order (--xauthority each); empty: none
+  // found, the X server may not need one.
+  std::vector<std::string> xauthority;
   uid_t uid = 0;
   gid_t gid = 0;
   std::string user;
@@ -98,7 +103,8 @@ struct VncLaunch {
 [[nodiscard]] std::vector<std::string> indicator_argv(const std::string& ui_path,
                                                       const ShadowTarget& t,
                                                       const std::string& admin, bool view_only);
-// DISPLAY, XAUTHORITY (if known), HOME, USER, LOGNAME, PATH=/usr/local/bin:/usr/bin:/bin.
+// DISPLAY, XAUTHORITY (if exactly one file is known), HOME, USER, LOGNAME,
+// PATH=/usr/local/bin:/usr/bin:/bin.
 [[nodiscard]] std::vector<std::string> child_environment(const ShadowTarget& t);
 
 }  // namespace tether::agent

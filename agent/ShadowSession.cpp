@@ -153,10 +153,20 @@ void ShadowSession::on_session_found(Result<std::optional<platform::GraphicalSes
   with_target(std::move(t), session.leader);
 }
 
+namespace {
+
+std::string either(const std::vector<std::string>& files) {
+  std::string out;
+  for (const auto& f : files) out += (out.empty() ? "" : " or ") + f;
+  return out;
+}
+
+}  // namespace
+
 void ShadowSession::with_target(ShadowTarget target, pid_t leader) {
   target_ = std::move(target);
   if (!env_.xauthority.empty()) {
-    target_.xauthority = env_.xauthority;
+    target_.xauthority = {env_.xauthority};
   } else {
     XauthorityQuery q;
     q.uid = target_.uid;
@@ -164,12 +174,12 @@ void ShadowSession::with_target(ShadowTarget target, pid_t leader) {
     q.home = target_.home;
     q.display = target_.display;
     q.leader = leader;
-    target_.xauthority = find_xauthority(q).value_or("");
+    target_.xauthority = find_xauthority(q);
   }
   log::info("shadowing " + request_.session_id + ": display " + target_.display + " of " +
             (target_.user.empty() ? "uid " + std::to_string(target_.uid) : target_.user) +
             (target_.xauthority.empty() ? ", no X authority file"
-                                        : ", X authority " + target_.xauthority));
+                                        : ", X authority " + either(target_.xauthority)));
   if (decision_.prompt) {
     ask_user();
   } else {

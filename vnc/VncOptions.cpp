@@ -12,7 +12,8 @@ const std::vector<OptionSpec>& specs() {
   static const std::vector<OptionSpec> kSpecs = {
       {"fd", 0, true, "N", "the connected socket to speak RFB on (inherited; required)"},
       {"display", 0, true, ":D", "the X display to show (required)"},
-      {"xauthority", 0, true, "FILE", "the X authority file for the display"},
+      {"xauthority", 0, true, "FILE",
+       "the X authority file for the display; repeat it to name files to try in order"},
       {"view-only", 0, false, "", "drop the viewer's keyboard, pointer and clipboard"},
       {"monitor", 0, true, "NAME", "show one XRandR monitor instead of the whole screen"},
       {"no-clipboard", 0, false, "", "no clipboard in either direction"},
@@ -72,9 +73,9 @@ Result<VncOptions> parse_vnc_options(int argc, const char* const* argv) {
   }
   out.display = args.value("display").value_or("");
   if (out.display.empty()) return make_error(Errc::kInvalidArgument, "--display is required");
-  if (auto xauth = args.value("xauthority")) {
-    if (xauth->empty()) return make_error(Errc::kInvalidArgument, "--xauthority wants a file");
-    out.xauthority = *xauth;
+  for (const auto& xauth : args.values("xauthority")) {
+    if (xauth.empty()) return make_error(Errc::kInvalidArgument, "--xauthority wants a file");
+    out.xauthority.push_back(xauth);
   }
   if (out.list_monitors) {
     for (const char* session_only : {"fd", "view-only", "monitor", "no-clipboard", "clipboard-max",

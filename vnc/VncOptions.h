@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/Result.h"
 
@@ -24,7 +25,7 @@ struct VncOptions {
   bool json = false;
   int fd = -1;
   std::string display;
-  std::optional<std::string> xauthority;
+  std::vector<std::string> xauthority;  // the first readable one is used
   bool view_only = false;
   std::string monitor;  // empty: the whole screen
   bool clipboard = true;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common/Log.h"
@@ -33,13 +34,18 @@ int on_x_io_error(Display* display) {
 }  // namespace
 
 Result<DisplayPtr> open_display(const std::string& name,
-                                const std::optional<std::string>& xauthority) {
-  if (xauthority) {
-    if (::access(xauthority->c_str(), R_OK) != 0) {
-      return make_error(Errc::kNotFound,
-                        "cannot open display " + name + ": cannot read " + *xauthority);
+                                const std::vector<std::string>& xauthority) {
+  if (!xauthority.empty()) {
+    const auto readable = std::find_if(xauthority.begin(), xauthority.end(), [](const auto& f) {
+      return ::access(f.c_str(), R_OK) == 0;
+    });
+    if (readable == xauthority.end()) {
+      std::string files;
+      for (const auto& f : xauthority) files += (files.empty() ? "" : ", ") + f;
+      return make_error(Errc::kNotFound, "cannot open display " + name + ": cannot read " +
+                                             (xauthority.size() > 1 ? "any of " : "") + files);
     }
-    ::setenv("XAUTHORITY", xauthority->c_str(), 1);
+    ::setenv("XAUTHORITY", readable->c_str(), 1);
   }
   Display* display = XOpenDisplay(name.c_str());
   if (display == nullptr) {

@@ -22,10 +22,10 @@ struct DisplayCloser {
 };
 using DisplayPtr = std::unique_ptr<Display, DisplayCloser>;
 
-// Sets XAUTHORITY (when given) and connects. Xlib does not say why a connection failed,
-// so the error lists the usual causes.
+// Sets XAUTHORITY to the first readable of `xauthority` (when any is given) and connects.
+// Xlib does not say why a connection failed, so the error lists the usual causes.
 [[nodiscard]] Result<DisplayPtr> open_display(const std::string& name,
-                                              const std::optional<std::string>& xauthority);
+                                              const std::vector<std::string>& xauthority);
 
 // Protocol errors (a window that vanished under a request, a grab racing a screen resize)
 // are counted and remembered instead of killing the process; the I/O error handler (the X

@@ -113,3 +113,35 @@ def test_malformed_token_and_unreachable_server(server, make_agent):
     assert proc.returncode == 1
     assert "cannot enroll with" in proc.stderr
     assert_nothing_written(agent)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as the administrator")
+def test_root_registers_for_an_agent_that_runs_as_its_own_user(server):
+    """The packaged agent runs as the system user tether-agent and owns its state directory;
+    the administrator runs `tether-agent register` as root. The files must end up the agent's
+    (0600 keys it can read), and `status` as root must still read them."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from agent_harness import Agent
+
+    # Outside pytest's 0700 temporary tree, which uid 65534 could not enter.
+    top = Path(tempfile.mkdtemp(prefix="tether-owner-"))
+    try:
+        top.chmod(0o755)
+        state = top / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, 65534, 65534)
+        agent = Agent(state)
+        proc = agent.register(server.ctl("enroll-token", "create", check=True).stdout.strip())
+        assert proc.returncode == 0, proc.stderr
+        owners = {p.name: (p.stat().st_uid, oct(p.stat().st_mode & 0o777))
+                  for p in state.iterdir()}
+        assert owners["device.key"] == (65534, "0o600"), owners
+        assert all(uid == 65534 for uid, _ in owners.values()), owners
+        status = agent.status()
+        assert status["enrolled"] is True
+        assert status["device_id"] == proc.stdout.strip()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

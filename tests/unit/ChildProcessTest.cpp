@@ -5,8 +5,10 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +21,7 @@
 
 #include "common/LwsFdWatcher.h"
 #include "common/LwsLoop.h"
+#include "tests/unit/Subprocess.h"
 
 namespace tether::agent {
 namespace {
@@ -166,6 +169,92 @@ TEST_F(ChildProcessTest, DestructorKillsAndReaps) {
   // Reaped: not even a zombie is left.
   EXPECT_EQ(::kill(pid, 0), -1);
   EXPECT_EQ(errno, ESRCH);
+}
+
+// The packaged agent is not root: it runs as tether-agent with CAP_SETUID and CAP_SETGID
+// (ambient) and without CAP_KILL. As root, this test runs itself again that way (setpriv,
+// uid 65533) and the body below, in that process, starts a helper as nobody: the helper must
+// run as nobody with no capability at all, and terminate() must end it all the same.
+TEST_F(ChildProcessTest, NonRootAgentWithSetuidCapabilityStartsAndEndsHelpersAsAnotherUser) {
+  passwd* nobody = ::getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  if (::getenv("TETHER_CHILD_AS_NONROOT") == nullptr) {
+    if (::geteuid() != 0) {
+      GTEST_SKIP() << "needs root to become a non-root agent with capabilities (setpriv)";
+    }
+    const auto setpriv = testing::find_program("setpriv");
+    ASSERT_TRUE(setpriv) << "setpriv (util-linux) is missing";
+    // The test binary through a descriptor: the build tree may sit in a directory uid 65533
+    // cannot enter (a clean clone in a 0700 mktemp directory).
+    const int self = ::open("/proc/self/exe", O_RDONLY);  // inherited across exec on purpose
+    ASSERT_GE(self, 0);
+    ::setenv("TETHER_CHILD_AS_NONROOT", "1", 1);
+    testing::Process again;
+    ASSERT_TRUE(
+        again.start({*setpriv, "--reuid=65533", "--regid=65533", "--clear-groups",
+                     "--inh-caps=-all,+setuid,+setgid", "--ambient-caps=-all,+setuid,+setgid",
+                     "/proc/self/fd/" + std::to_string(self),
+                     "--gtest_filter=ChildProcessTest."
+                     "NonRootAgentWithSetuidCapabilityStartsAndEndsHelpersAsAnotherUser"}));
+    ::unsetenv("TETHER_CHILD_AS_NONROOT");
+    ::close(self);
+    const int code = again.wait();
+    EXPECT_EQ(code, 0) << again.output();
+    EXPECT_NE(again.output().find("[  PASSED  ] 1 test"), std::string::npos) << again.output();
+    return;
+  }
+  ASSERT_EQ(::geteuid(), 65533u);
+
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd rd(p[0]);
+  UniqueFd wr(p[1]);
+  SpawnSpec spec;
+  spec.argv = {"/bin/sh", "-c", "id -u >&3; grep ^Cap /proc/self/status >&3; exec sleep 60"};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  spec.pass_fd = wr.get();
+  spec.uid = nobody->pw_uid;
+  spec.gid = nobody->pw_gid;
+  spec.user = "nobody";
+  std::optional<int> status;
+  auto child = ChildProcess::spawn(ctx_.get(), vhost_, spec, [&](int s) { status = s; });
+  ASSERT_TRUE(child.ok()) << child.error().message;
+  wr.reset();
+  // The agent (uid 65533, no CAP_KILL) cannot signal the helper itself.
+  EXPECT_EQ(::kill((*child)->pid(), 0), -1);
+  EXPECT_EQ(errno, EPERM);
+  std::string out;
+  char buf[1024];
+  while (out.find("CapAmb") == std::string::npos) {
+    const ssize_t n = ::read(rd.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(out.substr(0, out.find('\n')), std::to_string(nobody->pw_uid)) << out;
+  for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapAmb"}) {
+    EXPECT_NE(out.find(std::string(set) + ":\t0000000000000000"), std::string::npos) << out;
+  }
+  (*child)->terminate(std::chrono::milliseconds(500));
+  ASSERT_TRUE(run_until([&] { return status.has_value(); }));
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGTERM) << status.value_or(-1);
+  EXPECT_FALSE((*child)->running());
+
+  // Without CAP_SETUID/CAP_SETGID in effect the start fails, and the error says what is missing.
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct caps[2]{};
+  ASSERT_EQ(::syscall(SYS_capget, &header, caps), 0);
+  const auto saved = caps[0].effective;
+  caps[0].effective = 0;
+  ASSERT_EQ(::syscall(SYS_capset, &header, caps), 0);
+  spec.pass_fd = -1;
+  auto refused = ChildProcess::spawn(ctx_.get(), vhost_, spec, [](int) {});
+  caps[0].effective = saved;
+  ASSERT_EQ(::syscall(SYS_capset, &header, caps), 0);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("setgroups"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("CAP_SETUID"), std::string::npos)
+      << refused.error().message;
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // shadow.viewers policy floor.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -98,6 +100,8 @@ void write(const std::string& path, const std::string& content) {
   std::ofstream(path) << content;
 }
 
+using Files = std::vector<std::string>;
+
 TEST(XauthorityLookup, LeaderEnvironmentComesFirst) {
   testing::TempDir root;
   const std::string env = std::string("PATH=/bin\0XAUTHORITY=/tmp/xauth_abc\0HOME=/home/u\0", 47);
@@ -112,19 +116,19 @@ TEST(XauthorityLookup, LeaderEnvironmentComesFirst) {
   EXPECT_EQ(c[1], "/run/user/1000/gdm/Xauthority");
   EXPECT_EQ(c[2], "/home/u/.Xauthority");
   EXPECT_EQ(c[3], "/var/run/lightdm/root/:0");
-  EXPECT_EQ(find_xauthority(q), "/tmp/xauth_abc");
+  EXPECT_EQ(find_xauthority(q), Files{"/tmp/xauth_abc"});
 }
 
 TEST(XauthorityLookup, FallsThroughToTheFirstFileThatExists) {
   testing::TempDir root;
   XauthorityQuery q{root.path(), 1000, "u", "/home/u", ":0", 0};
-  EXPECT_EQ(find_xauthority(q), std::nullopt);
+  EXPECT_EQ(find_xauthority(q), Files{});
   write(root / "var/run/lightdm/root/:0", "x");
-  EXPECT_EQ(find_xauthority(q), "/var/run/lightdm/root/:0");
+  EXPECT_EQ(find_xauthority(q), Files{"/var/run/lightdm/root/:0"});
   write(root / "home/u/.Xauthority", "x");
-  EXPECT_EQ(find_xauthority(q), "/home/u/.Xauthority");
+  EXPECT_EQ(find_xauthority(q), Files{"/home/u/.Xauthority"});
   write(root / "run/user/1000/gdm/Xauthority", "x");
-  EXPECT_EQ(find_xauthority(q), "/run/user/1000/gdm/Xauthority");
+  EXPECT_EQ(find_xauthority(q), Files{"/run/user/1000/gdm/Xauthority"});
   // A leader whose environment names no XAUTHORITY (or a relative one) changes nothing.
   write(root / "proc/77/environ", std::string("XAUTHORITY=relative\0", 20));
   q.leader = 77;
@@ -132,7 +136,68 @@ TEST(XauthorityLookup, FallsThroughToTheFirstFileThatExists) {
   // A directory is not an authority file.
   std::filesystem::remove(root / "run/user/1000/gdm/Xauthority");
   std::filesystem::create_directories(root / "run/user/1000/gdm/Xauthority");
-  EXPECT_EQ(find_xauthority(q), "/home/u/.Xauthority");
+  EXPECT_EQ(find_xauthority(q), Files{"/home/u/.Xauthority"});
+}
+
+// The packaged agent is not root: the session's 0700 directories are closed to it. What it
+// cannot look into is handed on for the helper (running as the session's user) to try.
+TEST(XauthorityLookup, FilesTheAgentMayNotSeeArePassedOnInOrder) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to make files another user cannot see";
+  testing::TempDir root;
+  ::chmod(root.path().c_str(), 0755);
+  write(root / "run/user/1000/gdm/Xauthority", "x");
+  write(root / "home/u/.Xauthority", "x");
+  write(root / "var/run/lightdm/root/:0", "x");
+  ::chmod((root / "run/user/1000").c_str(), 0700);
+  ::chmod((root / "home/u").c_str(), 0700);
+  XauthorityQuery q{root.path(), 1000, "u", "/home/u", ":0", 0};
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(p[0]);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    std::string out;
+    for (const auto& f : find_xauthority(q)) out += f + "\n";
+    const bool ok = ::write(p[1], out.data(), out.size()) == static_cast<ssize_t>(out.size());
+    ::_exit(ok ? 0 : 3);
+  }
+  ::close(p[1]);
+  std::string got;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(p[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  // Both closed directories stay in; the lightdm file, which it can see, ends the list.
+  EXPECT_EQ(got, "/run/user/1000/gdm/Xauthority\n/home/u/.Xauthority\n/var/run/lightdm/root/:0\n");
+  // Root sees the first file and stops there.
+  EXPECT_EQ(find_xauthority(q), Files{"/run/user/1000/gdm/Xauthority"});
+}
+
+TEST(ShadowArgv, SeveralAuthorityFilesAreSeveralOptionsAndNoEnvironment) {
+  ShadowTarget t;
+  t.display = ":0";
+  t.xauthority = {"/run/user/1000/gdm/Xauthority", "/home/u/.Xauthority"};
+  VncLaunch launch;
+  launch.path = "/vnc";
+  const Files expected = {"/vnc",
+                          "--fd",
+                          "3",
+                          "--display",
+                          ":0",
+                          "--xauthority",
+                          "/run/user/1000/gdm/Xauthority",
+                          "--xauthority",
+                          "/home/u/.Xauthority"};
+  EXPECT_EQ(vnc_argv(launch, t), expected);
+  const auto env = child_environment(t);
+  EXPECT_EQ(std::count_if(env.begin(), env.end(),
+                          [](const std::string& e) { return e.rfind("XAUTHORITY=", 0) == 0; }),
+            0);
 }
 
 TEST(HelperPath, ConfiguredThenBesideTheAgentThenLibexec) {
@@ -148,7 +213,7 @@ TEST(HelperPath, ConfiguredThenBesideTheAgentThenLibexec) {
 ShadowTarget target() {
   ShadowTarget t;
   t.display = ":5";
-  t.xauthority = "/home/u/.Xauthority";
+  t.xauthority = {"/home/u/.Xauthority"};
   t.uid = 1000;
   t.user = "u";
   t.home = "/home/u";

@@ -94,12 +94,13 @@ Result<VncOptions> parse(std::vector<const char*> args) {
 
 TEST(VncOptionsTest, TheAgentsCommandLine) {
   auto o = parse({"--fd", "3", "--display", ":0", "--xauthority", "/run/user/1000/gdm/Xauthority",
-                  "--view-only", "--monitor", "HDMI-1", "--clipboard-max", "4096", "--desktop-name",
-                  "kiosk-7", "--jpeg-quality", "9"});
+                  "--xauthority", "/home/u/.Xauthority", "--view-only", "--monitor", "HDMI-1",
+                  "--clipboard-max", "4096", "--desktop-name", "kiosk-7", "--jpeg-quality", "9"});
   ASSERT_TRUE(o.ok()) << o.error().what();
   EXPECT_EQ(o->fd, 3);
   EXPECT_EQ(o->display, ":0");
-  EXPECT_EQ(o->xauthority, "/run/user/1000/gdm/Xauthority");
+  const std::vector<std::string> files = {"/run/user/1000/gdm/Xauthority", "/home/u/.Xauthority"};
+  EXPECT_EQ(o->xauthority, files);  // tried in this order
   EXPECT_TRUE(o->view_only);
   EXPECT_EQ(o->monitor, "HDMI-1");
   EXPECT_TRUE(o->clipboard);
@@ -113,7 +114,7 @@ TEST(VncOptionsTest, TheAgentsCommandLine) {
   EXPECT_FALSE(d->view_only);
   EXPECT_EQ(d->clipboard_max, kDefaultClipboardMax);
   EXPECT_EQ(d->jpeg_quality, kDefaultJpegQuality);
-  EXPECT_FALSE(d->xauthority.has_value());
+  EXPECT_TRUE(d->xauthority.empty());
 }
 
 TEST(VncOptionsTest, Errors) {

@@ -20,6 +20,7 @@
 #include <X11/keysym.h>
 #include <poll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -58,7 +59,7 @@ constexpr Rect kStopButton{350, 2, 102, 20};  // centre (401,12)
 struct Options {
   std::string mode;
   std::string display;
-  std::string xauthority;
+  std::vector<std::string> xauthority;  // files to try in order
   std::string admin;
   long timeout_s = 0;
   std::string default_answer;
@@ -89,7 +90,9 @@ bool parse(int argc, char** argv, Options& o) {
     if (a == "--display") {
       if (!value(o.display)) return false;
     } else if (a == "--xauthority") {
-      if (!value(o.xauthority)) return false;
+      std::string file;
+      if (!value(file) || file.empty()) return false;
+      o.xauthority.push_back(file);
     } else if (a == "--admin") {
       if (!value(o.admin)) return false;
       have_admin = true;
@@ -453,7 +456,12 @@ int main(int argc, char** argv) {
     usage();
     return kExitUsage;
   }
-  if (!o.xauthority.empty()) setenv("XAUTHORITY", o.xauthority.c_str(), 1);
+  for (const auto& file : o.xauthority) {
+    if (access(file.c_str(), R_OK) == 0) {
+      setenv("XAUTHORITY", file.c_str(), 1);
+      break;
+    }
+  }
   XSetIOErrorHandler(io_error_handler);
   Display* dpy = XOpenDisplay(o.display.c_str());
   if (dpy == nullptr) {

@@ -15,6 +15,7 @@
 #include "server/CtlClient.h"
 #include "server/CtlGateway.h"
 #include "server/CtlLan.h"
+#include "server/CtlOutput.h"
 #include "server/CtlShadow.h"
 #include "server/CtlUsers.h"
 
@@ -22,9 +23,6 @@ namespace tether::server {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
 
 const std::vector<OptionSpec>& options() {
   static const std::vector<OptionSpec> specs = {
@@ -116,15 +114,6 @@ constexpr const char* kUsage =
     "TETHER_CA_FILE or ~/.config/tether/ctl.conf ([ctl] server=, token_file=, ca_file=).\n"
     "\n"
     "Options:\n";
-
-int fail(const std::string& message, int code = kExitError) {
-  (void)std::fprintf(stderr, "tetherctl: %s\n", message.c_str());
-  return code;
-}
-
-void print_json(const json& j) {
-  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-}
 
 std::string str(const json& j, const char* key) {
   auto it = j.find(key);

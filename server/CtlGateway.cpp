@@ -8,36 +8,12 @@
 
 #include "common/Duration.h"
 #include "platform/Pki.h"
+#include "server/CtlOutput.h"
 
 namespace tether::server {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-
-int fail(const std::string& message, int code = kExitError) {
-  (void)std::fprintf(stderr, "tetherctl: %s\n", message.c_str());
-  return code;
-}
-
-void print_json(const json& j) {
-  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-}
-
-std::string text(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "-";
-  if (it->is_string()) return it->get<std::string>().empty() ? "-" : it->get<std::string>();
-  return it->dump();
-}
-
-std::string when(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer()) return "-";
-  return pki::format_utc(static_cast<std::time_t>(it->get<std::int64_t>()));
-}
 
 int gateway_add(const CtlClient& client, const ParsedArgs& args, const std::string& name) {
   const auto url = args.value("url");

@@ -7,31 +7,14 @@
 #include <thread>
 
 #include "common/Duration.h"
+#include "server/CtlOutput.h"
 
 namespace tether::server {
 namespace {
 
 using json = nlohmann::json;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
 // Not every device answered (online), was found (scan --register) or came up (wake --wait).
 constexpr int kExitPartial = 3;
-
-int fail(const std::string& message, int code = kExitError) {
-  (void)std::fprintf(stderr, "tetherctl: %s\n", message.c_str());
-  return code;
-}
-
-void print_json(const json& j) {
-  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-}
-
-std::string text(const json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return "-";
-  if (it->is_string()) return it->get<std::string>().empty() ? "-" : it->get<std::string>();
-  return it->dump();
-}
 
 void print_rows(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths;

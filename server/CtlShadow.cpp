@@ -22,14 +22,13 @@
 #include "common/LwsLoop.h"
 #include "common/UniqueFd.h"
 #include "protocol/EnrollmentToken.h"
+#include "server/CtlOutput.h"
 
 namespace tether::server {
 namespace {
 
 using json = nlohmann::json;
 
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
 constexpr int kExitInterrupted = 130;
 constexpr std::size_t kMaxQueued = 256 * 1024;  // per direction, as the relay
 constexpr std::size_t kMaxMessage = 64 * 1024;
@@ -42,15 +41,6 @@ lws_context* g_context = nullptr;
 void on_interrupt(int) {
   g_interrupted = 1;
   if (g_context != nullptr) lws_cancel_service(g_context);
-}
-
-int fail(const std::string& message, int code = kExitError) {
-  (void)std::fprintf(stderr, "tetherctl: %s\n", message.c_str());
-  return code;
-}
-
-void print_json(const json& j) {
-  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
 }
 
 std::string str(const json& j, const char* key) {

@@ -7,23 +7,12 @@
 
 #include "common/FileIo.h"
 #include "platform/Pki.h"
+#include "server/CtlOutput.h"
 
 namespace tether::server {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-
-int fail(const std::string& message, int code = kExitError) {
-  (void)std::fprintf(stderr, "tetherctl: %s\n", message.c_str());
-  return code;
-}
-
-void print_json(const json& j) {
-  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-}
 
 // The password in a file: its first line, without the line end.
 Result<std::string> password_from_file(const std::string& path) {

@@ -111,14 +111,19 @@ void GatewayConnector::reload() {
   }
 }
 
-void GatewayConnector::detach(Link& link) {
-  // The channels of the devices behind it end in the hub now.
+std::size_t GatewayConnector::end_routed_devices(Link& link) {
+  // The channels of the devices behind the gateway end in the hub now.
   auto devices = std::move(link.devices);
   link.devices.clear();
   for (const auto& [gateway_conn, conn] : devices) {
     routes_.erase(conn);
     hub_.on_closed(conn);
   }
+  return devices.size();
+}
+
+void GatewayConnector::detach(Link& link) {
+  end_routed_devices(link);
   if (link.retry) link.retry->cancel();
   if (link.wsi != nullptr) {
     lws_set_wsi_user(link.wsi, nullptr);
@@ -270,15 +275,10 @@ void GatewayConnector::link_open(Link& link) {
 void GatewayConnector::link_gone(Link& link, const std::string& why) {
   const bool was_open = link.open;
   link.open = false;
-  auto devices = std::move(link.devices);
-  link.devices.clear();
-  for (const auto& [gateway_conn, conn] : devices) {
-    routes_.erase(conn);
-    hub_.on_closed(conn);
-  }
+  const std::size_t ended = end_routed_devices(link);
   if (was_open) {
     log::notice("gateway " + link.name + ": link lost (" + why + "); " +
-                std::to_string(devices.size()) + " device channel(s) through it ended here");
+                std::to_string(ended) + " device channel(s) through it ended here");
   }
   schedule_retry(link, why);
 }

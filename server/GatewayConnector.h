@@ -107,6 +107,8 @@ class GatewayConnector final : public UpTransport, public ShadowGateways {
   void forward_http(Link& link, protocol::LinkHttp request);
   void end_device(Link& link, std::uint64_t gateway_conn);
   void detach(Link& link);
+  // Ends the hub channels of the devices routed over `link`; returns how many there were.
+  std::size_t end_routed_devices(Link& link);
 
   Store& store_;
   DeviceHub& hub_;

@@ -1,7 +1,5 @@
 #include "server/Gateway.h"
 
-#include <atomic>
-#include <csignal>
 #include <exception>
 
 #include "common/FileIo.h"
@@ -19,14 +17,6 @@ constexpr auto kTick = 1s;
 constexpr auto kShutdownGrace = 3s;
 constexpr auto kJoinTimeout = 30s;
 
-volatile std::sig_atomic_t g_stop_requested = 0;
-std::atomic<lws_context*> g_context{nullptr};
-
-void on_signal(int) {
-  g_stop_requested = 1;
-  if (lws_context* ctx = g_context.load()) lws_cancel_service(ctx);
-}
-
 // Every certificate of a PEM bundle, one PEM each (the listener's client CAs).
 Result<std::vector<std::string>> split_bundle(const std::string& path) {
   TETHER_ASSIGN_OR_RETURN(std::string text, read_file(path));
@@ -42,13 +32,12 @@ Result<std::vector<std::string>> split_bundle(const std::string& path) {
 }  // namespace
 
 Gateway::~Gateway() {
-  tick_.reset();
+  loop_.reset();
   if (https_) https_->stop();
-  g_context.store(nullptr);
 }
 
 void Gateway::request_stop() noexcept {
-  on_signal(0);
+  DaemonLoop::request_stop();
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::create(const GatewaySettings& settings) {
@@ -112,72 +101,48 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewaySettings& settings
   gw->https_->set_http_handler([self](const HttpRequest& request, HttpRespond respond) {
     self->router_->handle_http(request, std::move(respond));
   });
-  gw->https_->set_wake_handler([self] { self->on_wake(); });
+  gw->loop_ = std::make_unique<DaemonLoop>(
+      kTick, kShutdownGrace,
+      DaemonLoop::Hooks{[self] { self->on_tick(); }, [self] { self->begin_shutdown(); },
+                        [self] { return self->drained(); }});
+  gw->https_->set_wake_handler([self] { self->loop_->on_wake(); });
   return gw;
 }
 
 int Gateway::run() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  (void)std::signal(SIGPIPE, SIG_IGN);
+  DaemonLoop::install_signal_handlers();
 
   if (auto started = https_->start(); !started.ok()) {
     log::error(started.error().message);
     return 1;
   }
-  g_context.store(https_->context());
   const auto& host = settings_.listen.host;
   log::notice("gateway " + identity_.name + " listening on " +
               (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
               std::to_string(settings_.listen.port) + " (" + identity_.gateway_url +
               "); waiting for the server to connect");
 
-  tick_ = std::make_unique<LwsTimer>(https_->context(), [this] { on_tick(); });
-  tick_->schedule(kTick);
-  if (g_stop_requested) begin_shutdown();
-
-  while (!done_) {
-    if (lws_service(https_->context(), 0) < 0) break;
-    if (stopping_ && ((https_->up_connection_count() == 0 && relay_->open_ends() == 0) ||
-                      SteadyClock::now() >= shutdown_deadline_)) {
-      done_ = true;
-    }
-  }
-  tick_.reset();
+  loop_->run(https_->context());
   https_->stop();
-  g_context.store(nullptr);
   log::notice("stopped");
   return 0;
 }
 
-void Gateway::on_wake() {
-  if (g_stop_requested && !stopping_) begin_shutdown();
+bool Gateway::drained() const {
+  return https_->up_connection_count() == 0 && relay_->open_ends() == 0;
 }
 
 void Gateway::begin_shutdown() {
-  stopping_ = true;
-  shutdown_deadline_ = SteadyClock::now() + kShutdownGrace;
   log::notice("stopping: closing " + std::to_string(router_->device_count()) +
               " device channel(s) and the server's link");
   tunnels_->stop_all();
   router_->close_all();
-  if (https_->up_connection_count() == 0 && relay_->open_ends() == 0) done_ = true;
 }
 
 void Gateway::on_tick() {
-  try {
-    const auto now = SteadyClock::now();
-    router_->expire(now);
-    tunnels_->expire(now);
-  } catch (const std::exception& e) {
-    log::error(std::string("periodic work failed: ") + e.what());
-  } catch (...) {
-    log::error("periodic work failed");
-  }
-  tick_->schedule(kTick);
+  const auto now = SteadyClock::now();
+  router_->expire(now);
+  tunnels_->expire(now);
 }
 
 }  // namespace tether::server

@@ -9,6 +9,7 @@
 
 #include "common/LwsLoop.h"
 #include "common/Result.h"
+#include "server/DaemonLoop.h"
 #include "server/GatewayConfig.h"
 #include "server/GatewayIdentity.h"
 #include "server/GatewayRouter.h"
@@ -32,9 +33,9 @@ class Gateway {
 
  private:
   explicit Gateway(GatewaySettings settings) : settings_(std::move(settings)) {}
-  void on_wake();
   void on_tick();
   void begin_shutdown();
+  [[nodiscard]] bool drained() const;
 
   GatewaySettings settings_;
   GatewayIdentity identity_;
@@ -42,10 +43,7 @@ class Gateway {
   std::unique_ptr<GatewayRouter> router_;
   std::unique_ptr<GatewayTunnels> tunnels_;
   std::unique_ptr<TunnelRelay> relay_;
-  std::unique_ptr<LwsTimer> tick_;
-  std::chrono::steady_clock::time_point shutdown_deadline_{};
-  bool stopping_ = false;
-  bool done_ = false;
+  std::unique_ptr<DaemonLoop> loop_;
 };
 
 }  // namespace tether::server

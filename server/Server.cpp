@@ -1,8 +1,6 @@
 #include "server/Server.h"
 
 #include <algorithm>
-#include <atomic>
-#include <csignal>
 #include <ctime>
 #include <exception>
 
@@ -21,14 +19,6 @@ constexpr auto kShutdownGrace = 3s;
 constexpr auto kResponseWaitMargin = 5s;
 // Used or expired tokens are kept this long for the record, then forgotten.
 constexpr std::int64_t kTokenRetentionSeconds = 7 * 86400;
-
-volatile std::sig_atomic_t g_stop_requested = 0;
-std::atomic<lws_context*> g_context{nullptr};
-
-void on_signal(int) {
-  g_stop_requested = 1;
-  if (lws_context* ctx = g_context.load()) lws_cancel_service(ctx);
-}
 
 bool is_any(const std::string& host) {
   return host == "0.0.0.0" || host == "::";
@@ -49,18 +39,17 @@ std::vector<std::string> server_names(const ServerSettings& settings) {
 Server::Server(ServerSettings settings) : settings_(std::move(settings)) {}
 
 Server::~Server() {
-  tick_.reset();
+  loop_.reset();
   if (lan_) lan_->stop();
   // Its timers and links live on the listener's context.
   connector_.reset();
   channels_.set(https_.get(), nullptr);
   // The listener's close callbacks reach into the hub: tear it down while the hub exists.
   if (https_) https_->stop();
-  g_context.store(nullptr);
 }
 
 void Server::request_stop() noexcept {
-  on_signal(0);
+  DaemonLoop::request_stop();
 }
 
 Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
@@ -195,7 +184,11 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
     }
     self->rest_->handle(request, std::move(respond));
   });
-  server->https_->set_wake_handler([self] { self->on_wake(); });
+  server->loop_ = std::make_unique<DaemonLoop>(
+      kTick, kShutdownGrace,
+      DaemonLoop::Hooks{[self] { self->on_tick(); }, [self] { self->begin_shutdown(); },
+                        [self] { return self->drained(); }});
+  server->https_->set_wake_handler([self] { self->loop_->on_wake(); });
   // Devices behind gateways: what each gateway may admit, enrollments passed on by them, and
   // the events of tunnels they splice.
   server->rest_->set_device_hooks(
@@ -217,18 +210,12 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
 }
 
 int Server::run() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  (void)std::signal(SIGPIPE, SIG_IGN);
+  DaemonLoop::install_signal_handlers();
 
   if (auto started = https_->start(); !started.ok()) {
     log::error(started.error().message);
     return 1;
   }
-  g_context.store(https_->context());
   if (auto lan = lan_->start(https_->context()); !lan.ok()) {
     log::warning("LAN features (scan, online check, wake) are off: " + lan.error().message);
     lan_->stop();
@@ -251,38 +238,23 @@ int Server::run() {
                                                             : settings_.listen.host) +
       ":" + std::to_string(settings_.listen.port) + "; devices use " + settings_.public_url);
 
-  tick_ = std::make_unique<LwsTimer>(https_->context(), [this] { on_tick(); });
   next_flush_ = SteadyClock::now() + settings_.flush_interval;
-  tick_->schedule(kTick);
-  // A signal that arrived before the context existed could not wake the loop.
-  if (g_stop_requested) begin_shutdown();
-
-  while (!done_) {
-    if (lws_service(https_->context(), 0) < 0) break;
-    // Stopping: the channels close, and the answers to requests that were waiting for a
-    // device (failed by close_all) go out, within the grace period.
-    if (stopping_ && ((https_->up_connection_count() == 0 && https_->open_exchange_count() == 0) ||
-                      SteadyClock::now() >= shutdown_deadline_)) {
-      done_ = true;
-    }
-  }
-  tick_.reset();
+  loop_->run(https_->context());
   lan_->stop();
   connector_->stop();
   https_->stop();
-  g_context.store(nullptr);
   flush_activity();
   log::notice("stopped");
   return 0;
 }
 
-void Server::on_wake() {
-  if (g_stop_requested && !stopping_) begin_shutdown();
+// Stopping: the channels close, and the answers to requests that were waiting for a device
+// (failed by close_all) go out, within the grace period.
+bool Server::drained() const {
+  return https_->up_connection_count() == 0 && https_->open_exchange_count() == 0;
 }
 
 void Server::begin_shutdown() {
-  stopping_ = true;
-  shutdown_deadline_ = SteadyClock::now() + kShutdownGrace;
   log::notice("stopping: closing " + std::to_string(https_->up_connection_count()) +
               " device channel(s)");
   shadow_->stop_all();
@@ -290,7 +262,6 @@ void Server::begin_shutdown() {
   connector_->stop();
   hub_->close_all(kCloseRestarting, protocol::kRestartCloseReason);
   flush_activity();
-  if (https_->up_connection_count() == 0 && https_->open_exchange_count() == 0) done_ = true;
 }
 
 void Server::flush_activity() {
@@ -300,22 +271,14 @@ void Server::flush_activity() {
 }
 
 void Server::on_tick() {
-  // A timer callback from lws: expiring requests runs the REST API's answers, and nothing
-  // may escape into C.
-  try {
-    const auto now = SteadyClock::now();
-    hub_->expire_requests(now);
-    shadow_->expire(now);
-    if (now >= next_flush_) {
-      flush_activity();
-      next_flush_ = now + settings_.flush_interval;
-    }
-  } catch (const std::exception& e) {
-    log::error(std::string("periodic work failed: ") + e.what());
-  } catch (...) {
-    log::error("periodic work failed");
+  // Expiring requests runs the REST API's answers.
+  const auto now = SteadyClock::now();
+  hub_->expire_requests(now);
+  shadow_->expire(now);
+  if (now >= next_flush_) {
+    flush_activity();
+    next_flush_ = now + settings_.flush_interval;
   }
-  tick_->schedule(kTick);
 }
 
 }  // namespace tether::server

@@ -9,6 +9,7 @@
 #include "common/Result.h"
 #include "server/AdminToken.h"
 #include "server/CertificateAuthority.h"
+#include "server/DaemonLoop.h"
 #include "server/DeviceHub.h"
 #include "server/EnrollmentService.h"
 #include "server/GatewayApi.h"
@@ -41,9 +42,9 @@ class Server {
 
  private:
   explicit Server(ServerSettings settings);
-  void on_wake();
   void on_tick();
   void begin_shutdown();
+  [[nodiscard]] bool drained() const;
   void flush_activity();
 
   ServerSettings settings_;
@@ -62,11 +63,8 @@ class Server {
   std::unique_ptr<TunnelRelay> relay_;
   std::unique_ptr<UserApi> users_;
   std::unique_ptr<WebApp> web_;
-  std::unique_ptr<LwsTimer> tick_;
+  std::unique_ptr<DaemonLoop> loop_;
   std::chrono::steady_clock::time_point next_flush_{};
-  std::chrono::steady_clock::time_point shutdown_deadline_{};
-  bool stopping_ = false;
-  bool done_ = false;
 };
 
 }  // namespace tether::server

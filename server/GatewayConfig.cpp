@@ -2,6 +2,8 @@
 
 #include <climits>
 
+#include "server/DaemonConfig.h"
+
 namespace tether::server {
 namespace {
 constexpr std::int64_t kSecond = 1000;
@@ -21,13 +23,7 @@ const ConfigSchema& gateway_config_schema() {
        300 * kSecond},
       {"shadow.max_sessions", SettingType::kInteger, "100",
        "shadowing sessions the gateway splices at once", 1, 100000},
-      {"log.level",
-       SettingType::kEnum,
-       "info",
-       "error, warning, notice, info or debug",
-       0,
-       INT64_MAX,
-       {"error", "warning", "notice", "info", "debug"}},
+      log_level_setting(),
   };
   return schema;
 }
@@ -47,21 +43,11 @@ const std::vector<OptionSpec>& gateway_command_line_options() {
 }
 
 Result<GatewaySettings> load_gateway_settings(const ParsedArgs& args) {
-  ConfigSources sources;
-  if (auto file = args.value("config")) {
-    sources.main_file = *file;
-    sources.main_file_required = true;
-  } else {
-    sources.main_file = kDefaultGatewayConfigFile;
-  }
-  sources.overrides = args.values("set");
-  if (auto listen = args.value("listen")) sources.overrides.push_back("gateway.listen=" + *listen);
-  TETHER_ASSIGN_OR_RETURN(Config config, Config::load(gateway_config_schema(), sources));
+  TETHER_ASSIGN_OR_RETURN(
+      Config config, load_daemon_config(args, gateway_config_schema(), kDefaultGatewayConfigFile,
+                                        {{"listen", "gateway.listen"}}));
   GatewaySettings s;
-  s.state_dir = args.value("state-dir").value_or(kDefaultGatewayStateDir);
-  if (s.state_dir.empty())
-    return make_error(Errc::kInvalidArgument, "--state-dir must not be empty");
-  while (s.state_dir.size() > 1 && s.state_dir.back() == '/') s.state_dir.pop_back();
+  TETHER_ASSIGN_OR_RETURN(s.state_dir, daemon_state_dir(args, kDefaultGatewayStateDir));
   TETHER_ASSIGN_OR_RETURN(s.listen, parse_endpoint(config.string("gateway.listen")));
   s.max_connections = static_cast<std::size_t>(config.integer("gateway.max_connections"));
   s.ping_interval =
@@ -69,9 +55,7 @@ Result<GatewaySettings> load_gateway_settings(const ParsedArgs& args) {
   s.request_timeout =
       std::chrono::duration_cast<std::chrono::seconds>(config.duration("gateway.request_timeout"));
   s.shadow_max_sessions = static_cast<std::size_t>(config.integer("shadow.max_sessions"));
-  if (!log::parse_level(config.string("log.level"), s.log_level)) {
-    return make_error(Errc::kBadValue, "log.level: unknown level");
-  }
+  TETHER_ASSIGN_OR_RETURN(s.log_level, daemon_log_level(config));
   s.join_token = args.value("join");
   return s;
 }

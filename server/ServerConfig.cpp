@@ -7,6 +7,7 @@
 #include <climits>
 
 #include "protocol/EnrollmentToken.h"
+#include "server/DaemonConfig.h"
 
 namespace tether::server {
 namespace {
@@ -89,13 +90,7 @@ const ConfigSchema& server_config_schema() {
        0, kDay},
       {"wake.rate", SettingType::kInteger, "20", "devices woken per second in a bulk wake-on-LAN",
        1, 10000},
-      {"log.level",
-       SettingType::kEnum,
-       "info",
-       "error, warning, notice, info or debug",
-       0,
-       INT64_MAX,
-       {"error", "warning", "notice", "info", "debug"}},
+      log_level_setting(),
   };
   return schema;
 }
@@ -155,30 +150,16 @@ Result<ServerSettings> settings_from_config(const Config& config, std::string st
   s.login_rate_per_minute = static_cast<int>(config.integer("web.login_rate_per_minute"));
   s.shadow_token_ttl = seconds_of(config, "shadow.token_ttl");
   s.shadow_max_sessions = static_cast<std::size_t>(config.integer("shadow.max_sessions"));
-  if (!log::parse_level(config.string("log.level"), s.log_level)) {
-    return make_error(Errc::kBadValue, "log.level: unknown level");
-  }
+  TETHER_ASSIGN_OR_RETURN(s.log_level, daemon_log_level(config));
   return s;
 }
 
 Result<ServerSettings> load_server_settings(const ParsedArgs& args) {
-  ConfigSources sources;
-  if (auto file = args.value("config")) {
-    sources.main_file = *file;
-    sources.main_file_required = true;
-  } else {
-    sources.main_file = kDefaultServerConfigFile;
-  }
-  sources.overrides = args.values("set");
-  // The dedicated options are the most specific way to say it: they win over --set.
-  if (auto listen = args.value("listen")) sources.overrides.push_back("server.listen=" + *listen);
-  if (auto port = args.value("registration-port")) {
-    sources.overrides.push_back("server.registration_port=" + *port);
-  }
-  TETHER_ASSIGN_OR_RETURN(Config config, Config::load(server_config_schema(), sources));
-  std::string state_dir = args.value("state-dir").value_or(kDefaultServerStateDir);
-  if (state_dir.empty()) return make_error(Errc::kInvalidArgument, "--state-dir must not be empty");
-  while (state_dir.size() > 1 && state_dir.back() == '/') state_dir.pop_back();
+  TETHER_ASSIGN_OR_RETURN(Config config,
+                          load_daemon_config(args, server_config_schema(), kDefaultServerConfigFile,
+                                             {{"listen", "server.listen"},
+                                              {"registration-port", "server.registration_port"}}));
+  TETHER_ASSIGN_OR_RETURN(std::string state_dir, daemon_state_dir(args, kDefaultServerStateDir));
   return settings_from_config(config, std::move(state_dir));
 }
 

@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -124,9 +125,24 @@ Result<void> VncSession::handle_x_events() {
 
 Result<bool> VncSession::grab_if_wanted() {
   if (!source_->has_damage() || !server_->wants_update()) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_grab_ < kMinGrabInterval) return false;  // poll_timeout_ms() wakes us
+  last_grab_ = now;
   TETHER_ASSIGN_OR_RETURN(std::vector<Rect> grabbed, source_->grab_damage());
   for (const Rect& r : grabbed) server_->mark_modified(r);
   return !grabbed.empty();
+}
+
+int VncSession::poll_timeout_ms() const {
+  int timeout = cursor_retry_pending_ ? kCursorRetryMs : -1;
+  if (source_->has_damage() && server_->wants_update()) {
+    const auto due = last_grab_ + kMinGrabInterval - std::chrono::steady_clock::now();
+    // Rounded up: waking a little early would only mean another wait.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(due).count();
+    const int grab_in = ms > 0 ? static_cast<int>(ms) : 0;
+    timeout = timeout < 0 ? grab_in : std::min(timeout, grab_in);
+  }
+  return timeout;
 }
 
 Result<void> VncSession::run(UniqueFd socket) {
@@ -168,7 +184,7 @@ Result<void> VncSession::run(UniqueFd socket) {
 
     pollfd fds[3] = {
         {x_fd, POLLIN, 0}, {server_->client_socket(), POLLIN, 0}, {signal_fd.get(), POLLIN, 0}};
-    const int n = poll(fds, 3, cursor_retry_pending_ ? kCursorRetryMs : -1);
+    const int n = poll(fds, 3, poll_timeout_ms());
     if (n == 0 && cursor_retry_pending_) {
       cursor_retry_pending_ = false;
       update_cursor();

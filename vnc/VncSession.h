@@ -10,6 +10,7 @@
 // an adoption layer for nothing.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "common/Result.h"
@@ -39,8 +40,11 @@ class VncSession {
   explicit VncSession(const VncOptions& options);
   [[nodiscard]] Result<void> init();
   [[nodiscard]] Result<void> handle_x_events();
-  // Grabs the damaged areas when the viewer waits for an update; true when it did.
+  // Grabs the damaged areas when the viewer waits for an update and the last grab is
+  // kMinGrabInterval ago; true when it did.
   [[nodiscard]] Result<bool> grab_if_wanted();
+  // How long poll() may wait: -1 (for ever) unless a grab or a cursor retry is due.
+  [[nodiscard]] int poll_timeout_ms() const;
   void update_cursor();
 
   VncOptions options_;
@@ -49,6 +53,14 @@ class VncSession {
   std::unique_ptr<X11InputInjector> injector_;  // null in view-only mode
   std::unique_ptr<X11Clipboard> clipboard_;     // null with --no-clipboard
   std::unique_ptr<RfbServer> server_;           // last: destroyed first
+
+  // Continuous change (a scrolling terminal, a dragged window) goes out at most this often
+  // (20 updates a second, about what x11vnc's -wait 20 -defer 20 polling gives): the X
+  // server accumulates the damage in between, so nothing is lost and the bytes and CPU of
+  // each frame are not spent on intermediate ones. A change after a quiet spell still goes
+  // out at once.
+  static constexpr std::chrono::milliseconds kMinGrabInterval{50};
+  std::chrono::steady_clock::time_point last_grab_{};
 
   static constexpr int kCursorRetries = 5;
   static constexpr int kCursorRetryMs = 50;

@@ -6,6 +6,7 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -17,6 +18,9 @@ namespace {
 // Beyond this many damaged rectangles one grab of their bounding box is cheaper than a
 // round trip each.
 constexpr std::size_t kMaxGrabRects = 32;
+// Grabbed pixels are compared with the framebuffer in tiles of this size (as x11vnc does):
+// only differing tiles go to the viewer.
+constexpr int kTile = 32;
 
 }  // namespace
 
@@ -154,7 +158,7 @@ void X11FrameSource::release_shm() noexcept {
   }
 }
 
-Result<void> X11FrameSource::grab(const Rect& local) {
+Result<void> X11FrameSource::grab(const Rect& local, std::vector<Rect>* changed) {
   if (local.empty()) return ok_status();
   const int bpp = layout_.bits_per_pixel / 8;
   const std::size_t fb_stride = static_cast<std::size_t>(capture_.width) * bpp;
@@ -183,11 +187,50 @@ Result<void> X11FrameSource::grab(const Rect& local) {
     XDestroyImage(image);
     return ok_status();
   }
-  const std::size_t row_bytes = static_cast<std::size_t>(local.width) * bpp;
-  for (int row = 0; row < local.height; ++row) {
-    std::memcpy(framebuffer_.get() + (static_cast<std::size_t>(local.y) + row) * fb_stride +
-                    static_cast<std::size_t>(local.x) * bpp,
-                image->data + static_cast<std::size_t>(row) * image->bytes_per_line, row_bytes);
+  // The pixels of (x, y) in the framebuffer and in the grabbed image.
+  const auto fb_at = [&](int x, int y) {
+    return framebuffer_.get() + static_cast<std::size_t>(y) * fb_stride +
+           static_cast<std::size_t>(x) * bpp;
+  };
+  const auto image_at = [&](int x, int y) {
+    return image->data + static_cast<std::size_t>(y - local.y) * image->bytes_per_line +
+           static_cast<std::size_t>(x - local.x) * bpp;
+  };
+  if (changed == nullptr) {
+    const std::size_t row_bytes = static_cast<std::size_t>(local.width) * bpp;
+    for (int y = local.y; y < local.y + local.height; ++y) {
+      std::memcpy(fb_at(local.x, y), image_at(local.x, y), row_bytes);
+    }
+  } else {
+    // Damage says where X drew, not what changed: a scrolling terminal damages its whole
+    // window though most of it (the blank right-hand side) stays the same. Only the tiles
+    // whose pixels differ are copied and reported, runs of them per row of tiles.
+    const int right = local.x + local.width;
+    const int bottom = local.y + local.height;
+    for (int ty = local.y / kTile * kTile; ty < bottom; ty += kTile) {
+      const int y0 = std::max(ty, local.y);
+      const int y1 = std::min(ty + kTile, bottom);
+      Rect run;
+      for (int tx = local.x / kTile * kTile; tx < right; tx += kTile) {
+        const int x0 = std::max(tx, local.x);
+        const int x1 = std::min(tx + kTile, right);
+        const std::size_t bytes = static_cast<std::size_t>(x1 - x0) * bpp;
+        int y = y0;
+        while (y < y1 && std::memcmp(fb_at(x0, y), image_at(x0, y), bytes) == 0) ++y;
+        if (y == y1) {  // the same pixels
+          if (!run.empty()) changed->push_back(run);
+          run = Rect{};
+          continue;
+        }
+        for (; y < y1; ++y) std::memcpy(fb_at(x0, y), image_at(x0, y), bytes);
+        if (run.empty()) {
+          run = Rect{x0, y0, x1 - x0, y1 - y0};
+        } else {
+          run.width = x1 - run.x;
+        }
+      }
+      if (!run.empty()) changed->push_back(run);
+    }
   }
   XDestroyImage(image);  // for a shared memory image this frees only the header
   return ok_status();
@@ -196,7 +239,7 @@ Result<void> X11FrameSource::grab(const Rect& local) {
 Result<void> X11FrameSource::grab_all() {
   damage_pending_ = false;
   if (damage_ != 0) XDamageSubtract(display_, damage_, None, None);
-  return grab(Rect{0, 0, capture_.width, capture_.height});
+  return grab(Rect{0, 0, capture_.width, capture_.height}, nullptr);
 }
 
 Result<std::vector<Rect>> X11FrameSource::grab_damage() {
@@ -212,9 +255,9 @@ Result<std::vector<Rect>> X11FrameSource::grab_damage() {
     damaged.push_back(Rect{rects[i].x, rects[i].y, rects[i].width, rects[i].height});
   }
   if (rects != nullptr) XFree(rects);
-  std::vector<Rect> grabs = plan_grabs(damaged, capture_, kMaxGrabRects);
-  for (const Rect& r : grabs) TETHER_TRY(grab(r));
-  return grabs;
+  std::vector<Rect> changed;
+  for (const Rect& r : plan_grabs(damaged, capture_, kMaxGrabRects)) TETHER_TRY(grab(r, &changed));
+  return changed;
 }
 
 X11FrameSource::EventKind X11FrameSource::handle_event(XEvent& event) {

@@ -44,7 +44,7 @@ class X11FrameSource {
 
   [[nodiscard]] bool has_damage() const noexcept { return damage_pending_; }
   // Copies what changed since the last call; returns the rectangles in framebuffer
-  // coordinates.
+  // coordinates whose pixels differ (damaged tiles that X redrew unchanged are left out).
   [[nodiscard]] Result<std::vector<Rect>> grab_damage();
   [[nodiscard]] Result<void> grab_all();
 
@@ -62,7 +62,9 @@ class X11FrameSource {
   [[nodiscard]] Result<Rect> find_capture();
   [[nodiscard]] Result<void> allocate();
   void release_shm() noexcept;
-  [[nodiscard]] Result<void> grab(const Rect& local);
+  // Copies `local` from the screen; with `changed`, only the tiles that differ, appending
+  // them there.
+  [[nodiscard]] Result<void> grab(const Rect& local, std::vector<Rect>* changed);
 
   Display* display_;
   std::string monitor_;

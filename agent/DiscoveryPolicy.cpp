@@ -171,15 +171,21 @@ std::optional<DropReason> DiscoveryPolicy::check_online_probe(const protocol::On
       ts < unix_now - options_.online_clock_skew_s) {
     return DropReason::kStale;
   }
-  std::erase_if(seen_, [now_s](const auto& kv) { return kv.second <= now_s; });
+  // (Should the clock step back, an entry lingers behind a later one: refused longer, never
+  // forgotten early.)
+  while (!seen_order_.empty() && seen_order_.front().first <= now_s) {
+    seen_.erase(seen_order_.front().second);
+    seen_order_.pop_front();
+  }
   if (seen_.contains(*probe.authenticator)) return DropReason::kReplay;
   if (seen_.size() >= options_.replay_cache_size) {
     // Full of live entries: refusing is the safe side (a flood of valid probes needs the key).
     return DropReason::kReplay;
   }
   // A probe is valid for 2 x skew around its timestamp; remember it that long.
-  seen_.emplace(*probe.authenticator,
-                now_s + static_cast<double>(2 * options_.online_clock_skew_s) + 1.0);
+  seen_.insert(*probe.authenticator);
+  seen_order_.emplace_back(now_s + static_cast<double>(2 * options_.online_clock_skew_s) + 1.0,
+                           *probe.authenticator);
   return std::nullopt;
 }
 

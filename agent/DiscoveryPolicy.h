@@ -6,8 +6,10 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -139,8 +141,12 @@ class DiscoveryPolicy {
   DiscoveryPolicyOptions options_;
   std::map<std::uint32_t, TokenBucket> per_source_;
   std::optional<TokenBucket> total_;
-  // Authenticators of accepted online probes -> when they may be forgotten (now_s).
-  std::map<std::array<std::uint8_t, protocol::kAuthenticatorSize>, double> seen_;
+  using Authenticator = std::array<std::uint8_t, protocol::kAuthenticatorSize>;
+  // Authenticators of accepted online probes, and when each may be forgotten (now_s) in the
+  // order they were accepted: all are kept equally long, so forgetting stops at the first live
+  // one instead of walking the whole cache for every probe (a flood of probes did that).
+  std::set<Authenticator> seen_;
+  std::deque<std::pair<double, Authenticator>> seen_order_;
 };
 
 }  // namespace tether::agent

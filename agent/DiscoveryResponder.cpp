@@ -338,7 +338,9 @@ void DiscoveryResponder::write_stats() {
       {"dropped_total", total},
       {"dropped", dropped},
       {"updated_at", static_cast<std::int64_t>(std::time(nullptr))}};
-  auto written = write_file_atomic(options_.stats_path, doc.dump(2) + "\n", 0644);
+  // No fsync: counters only describe the moment, and waiting for the disk four times a
+  // second during a flood stalled the loop long enough for the socket to overflow.
+  auto written = write_file_replace(options_.stats_path, doc.dump(2) + "\n", 0644);
   if (!written.ok()) log::debug("discovery: " + written.error().message);
 }
 

@@ -86,7 +86,10 @@ Result<std::string> read_file(const std::string& path, std::size_t max_size, boo
   return out;
 }
 
-Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {
+namespace {
+
+Status write_file_renamed(const std::string& path, std::string_view content, mode_t mode,
+                          bool sync) {
   std::random_device rd;
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
@@ -106,10 +109,20 @@ Status write_file_atomic(const std::string& path, std::string_view content, mode
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) return fail("cannot sync", errno);
+  if (sync && ::fsync(fd.get()) != 0) return fail("cannot sync", errno);
   if (::close(fd.release()) != 0) return fail("cannot close", errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename into place", errno);
-  return fsync_dir(dir_of(path));
+  return sync ? fsync_dir(dir_of(path)) : ok_status();
+}
+
+}  // namespace
+
+Status write_file_atomic(const std::string& path, std::string_view content, mode_t mode) {
+  return write_file_renamed(path, content, mode, true);
+}
+
+Status write_file_replace(const std::string& path, std::string_view content, mode_t mode) {
+  return write_file_renamed(path, content, mode, false);
 }
 
 Status ensure_directory(const std::string& dir, mode_t mode, bool tighten) {

@@ -23,6 +23,11 @@ namespace tether {
 // keeps its old content.
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view content,
                                        mode_t mode);
+// As write_file_atomic, but without the fsyncs: for files rewritten often from the event loop
+// that only describe the moment (counters), where waiting for the disk would stall the loop
+// and losing the last update to a power cut costs nothing.
+[[nodiscard]] Status write_file_replace(const std::string& path, std::string_view content,
+                                        mode_t mode);
 
 // Creates `dir` (and missing parents) if needed and makes sure it is a directory with at most
 // `mode` permissions, owned by us. An existing directory with wider permissions is an error

@@ -193,6 +193,17 @@ TEST(FileIoTest, WriteReplacesContentCompletely) {
   EXPECT_THAT(dir.list(), ElementsAre("f"));
 }
 
+TEST(FileIoTest, WriteReplaceWithoutSyncStillReplacesWholeFilesWithTheMode) {
+  TempDir dir;
+  const std::string path = dir / "counters.json";
+  ASSERT_TRUE(write_file_replace(path, std::string(5000, 'L'), 0600).ok());
+  EXPECT_EQ(mode_of(path), mode_t{0600});
+  ASSERT_TRUE(write_file_replace(path, "short", 0644).ok());
+  EXPECT_EQ(slurp(path), "short");
+  EXPECT_EQ(mode_of(path), mode_t{0644});
+  EXPECT_THAT(dir.list(), ElementsAre("counters.json"));
+}
+
 TEST(FileIoTest, WriteReplacesASymlinkInsteadOfWritingThroughIt) {
   TempDir dir;
   const auto target = dir.write("target", "keep me");

@@ -277,8 +277,8 @@ void GatewayConnector::link_gone(Link& link, const std::string& why) {
   link.open = false;
   const std::size_t ended = end_routed_devices(link);
   if (was_open) {
-    log::notice("gateway " + link.name + ": link lost (" + why + "); " +
-                std::to_string(ended) + " device channel(s) through it ended here");
+    log::notice("gateway " + link.name + ": link lost (" + why + "); " + std::to_string(ended) +
+                " device channel(s) through it ended here");
   }
   schedule_retry(link, why);
 }

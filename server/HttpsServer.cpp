@@ -118,7 +118,11 @@ HttpsServer::HttpsServer(HttpsServerOptions options) : options_(std::move(option
   protocols_[1].name = protocol::kUpSubprotocol;
   protocols_[1].callback = &HttpsServer::up_callback;
   protocols_[1].per_session_data_size = sizeof(UpSessionData);
-  protocols_[1].rx_buffer_size = 64 * 1024;
+  // lws gives every UP connection a receive buffer of this size; on_up reassembles messages
+  // from its pieces, so a small one only means more callbacks for a large message, and an
+  // idle fleet does not hold 64 KiB per device (bench/fleet). Sends stay up to 64 KiB.
+  protocols_[1].rx_buffer_size = 4 * 1024;
+  protocols_[1].tx_packet_size = 64 * 1024;
   // The shadowing tunnels (docs/protocol.md §5): device ends and tools speak
   // tether.tunnel.v1, noVNC asks for "binary". Received data comes in pieces of at most
   // rx_buffer_size, each relayed as one message (≤ 64 KiB).
@@ -193,6 +197,10 @@ Status HttpsServer::start() {
   info.alpn = "http/1.1";
   info.retry_and_idle_policy = &retry_;
   info.max_http_header_data = 4096;
+  // lws reads at most this much per turn of the loop for a connection (4 KiB by default): a
+  // shadowing tunnel would then be relayed 4 KiB per turn (bench/relay). One buffer per
+  // context, not per connection.
+  info.pt_serv_buf_size = 64 * 1024 + LWS_PRE;
   info.vhost_name = "tether";
   info.user = this;
   context_.reset(lws_create_context(&info));

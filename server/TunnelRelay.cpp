@@ -278,9 +278,10 @@ int TunnelRelay::write_end(lws* wsi, const std::string& session, TunnelEnd end) 
   auto action = sessions_.take(session, end);
   if (auto* write = std::get_if<TunnelSplice::Write>(&action)) {
     const std::size_t n = write->data.size();
-    std::vector<unsigned char> buf(LWS_PRE + n);
-    std::memcpy(buf.data() + LWS_PRE, write->data.data(), n);
-    if (lws_write(wsi, buf.data() + LWS_PRE, n, LWS_WRITE_BINARY) < static_cast<int>(n)) {
+    // The buffer is kept between writes: no allocation per message.
+    if (write_buf_.size() < LWS_PRE + n) write_buf_.resize(LWS_PRE + n);
+    std::memcpy(write_buf_.data() + LWS_PRE, write->data.data(), n);
+    if (lws_write(wsi, write_buf_.data() + LWS_PRE, n, LWS_WRITE_BINARY) < static_cast<int>(n)) {
       return -1;
     }
     return 0;

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/Result.h"
 #include "server/TunnelSessions.h"
@@ -110,6 +111,7 @@ class TunnelRelay final : public TunnelTransport {
   lws_protocols client_protocols_[2]{};
   std::unordered_map<ClientEnd*, std::unique_ptr<ClientEnd>> clients_;
   bool in_connect_ = false;
+  std::vector<unsigned char> write_buf_;  // LWS_PRE + the message being written
 };
 
 }  // namespace tether::server

@@ -68,10 +68,13 @@ class ProcStats:
         return out
 
     def rss_kb(self):
-        return int(self.status()["VmRSS"].split()[0])
+        """Resident set in KiB; None once the process is a zombie (no memory left to show)."""
+        value = self.status().get("VmRSS")
+        return int(value.split()[0]) if value else None
 
     def peak_rss_kb(self):
-        return int(self.status()["VmHWM"].split()[0])
+        value = self.status().get("VmHWM")
+        return int(value.split()[0]) if value else None
 
     def context_switches(self):
         s = self.status()

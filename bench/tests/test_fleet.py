@@ -1,0 +1,80 @@
+"""bench/fleet: the load generator's own checks (--self-test: argument and duration parsing,
+source ranges, WebSocket framing, envelopes), its refusal of bad arguments, and the driver's
+arithmetic (count plan under an fd limit, attempts per second, storm shape). No servers."""
+
+import json
+import os
+import subprocess
+import importlib.util
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parents[1]
+_loader = SourceFileLoader("fleet_run", str(HERE / "fleet" / "run"))
+fleet = importlib.util.module_from_spec(importlib.util.spec_from_loader("fleet_run", _loader))
+_loader.exec_module(fleet)
+
+
+def generator():
+    path = Path(os.environ.get("TETHER_BIN_DIR", HERE.parent / "build" / "default" / "bin")) / \
+        "tether-bench-fleet"
+    if not path.exists():
+        pytest.fail(f"{path} is not built (bench.tests runs after the build)")
+    return str(path)
+
+
+def test_generator_self_test_passes():
+    proc = subprocess.run([generator(), "--self-test"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "self-test ok" in proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["fly"],
+    ["run", "--bogus", "1"],
+    ["run", "--connect"],
+    ["run", "--connect", "127.0.0.1:0", "--dry-run"],
+    ["run", "--connect", "127.0.0.1:8443", "--sources", "127.0.0.9-127.0.0.2", "--dry-run"],
+    ["run", "--connect", "127.0.0.1:8443", "--restart-spread", "10", "--dry-run"],
+    ["enroll", "--server", "127.0.0.1:8443"],
+])
+def test_generator_refuses_bad_arguments(args):
+    proc = subprocess.run([generator(), *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+
+
+def test_generator_parses_its_configuration():
+    proc = subprocess.run([generator(), "run", "--connect", "127.0.0.1:8443", "--sources",
+                           "127.0.0.2-127.0.0.4,127.0.0.9", "--inflight", "64",
+                           "--restart-spread", "1.5s", "--backoff-cap", "2m", "--dry-run"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert cfg["port"] == 8443
+    assert cfg["sources"] == ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.9"]
+    assert cfg["inflight"] == 64
+    assert cfg["restart_spread_ms"] == 1500
+    assert cfg["backoff_cap_ms"] == 120000
+
+
+def test_plan_follows_the_fd_limit():
+    assert fleet.plan(False, 1_048_576) == ([10_000, 100_000], 100_000, None)
+    checkpoints, largest, note = fleet.plan(False, 20_000)
+    assert (checkpoints, largest) == ([10_000, 19_744], 19_744)
+    assert "RLIMIT_NOFILE" in note
+    assert fleet.plan(True, 1_048_576) == ([2_000], 2_000, None)
+    assert fleet.plan(False, 5_256)[:2] == ([5_000], 5_000)
+
+
+def test_attempts_per_second_from_cumulative_stats():
+    stats = [{"t_ms": 0, "attempts": 0}, {"t_ms": 500, "attempts": 10},
+             {"t_ms": 1000, "attempts": 30}, {"t_ms": 1500, "attempts": 30},
+             {"t_ms": 3000, "attempts": 35}]
+    assert fleet.attempts_per_second(stats) == [(0, 10), (1, 20), (2, 0), (3, 5)]
+    assert fleet.attempts_per_second([]) == []
+    assert fleet.storm_shape([(0, 10), (1, 20)], width=2) == "10 20 (per s, 1-s slices)"
+    assert fleet.per_connection_kb(12_000, 2_000, 1_000) == 10.0
+    assert fleet.per_connection_kb(12_000, 2_000, 0) is None

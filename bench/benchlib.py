@@ -104,6 +104,18 @@ class Sampler:
         return False
 
 
+def stop_process(proc, grace=10):
+    """SIGTERM, then SIGKILL after `grace` seconds; reaps. No-op for one already gone."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def percentile(values, p):
     """The p-th percentile (0..100) by nearest rank; None for no values."""
     if not values:

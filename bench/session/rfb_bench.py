@@ -181,13 +181,7 @@ class X11vnc:
             time.sleep(0.01)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        benchlib.stop_process(self.proc)
         if self.proc:
             self.log.close()
         self.proc = None
@@ -212,13 +206,7 @@ class TetherVnc:
         if self.client_socket is not None:
             self.client_socket.close()
             self.client_socket = None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        benchlib.stop_process(self.proc)
         self.log.close()
         return self.proc.returncode
 

@@ -15,6 +15,12 @@
 namespace tether::server {
 namespace {
 
+// A tunnel end's per-session data: the keepalive's, then the relay's own.
+struct TunnelSessionData {
+  WsKeepalive keepalive;
+  TunnelRelay::EndData end;
+};
+
 constexpr std::size_t kUpRxLimit = 256 * 1024;  // the UP message size limit
 // A link message wraps one UP message, escaped as a JSON string (up to six bytes for one).
 constexpr std::size_t kLinkRxLimit = 2 * 1024 * 1024;
@@ -129,17 +135,17 @@ HttpsServer::HttpsServer(HttpsServerOptions options) : options_(std::move(option
   for (std::size_t i : {std::size_t{2}, std::size_t{3}}) {
     protocols_[i].name = i == 2 ? kTunnelSubprotocol : kBinarySubprotocol;
     protocols_[i].callback = &HttpsServer::tunnel_callback;
-    protocols_[i].per_session_data_size = sizeof(TunnelRelay::EndData);
+    protocols_[i].per_session_data_size = sizeof(TunnelSessionData);
     protocols_[i].rx_buffer_size = 64 * 1024;
   }
   protocols_[4].name = kLinkSubprotocol;
   protocols_[4].callback = &HttpsServer::up_callback;
   protocols_[4].per_session_data_size = sizeof(UpSessionData);
   protocols_[4].rx_buffer_size = 64 * 1024;
-  const auto ping = static_cast<std::uint16_t>(
-      std::clamp<std::int64_t>(options_.ping_interval.count(), 1, 32767));
-  retry_.secs_since_valid_ping = ping;
-  retry_.secs_since_valid_hangup = static_cast<std::uint16_t>(ping * 2);
+  // No keepalive from lws (its validity timers cost O(connections) per pong, see
+  // KeepaliveWheel.h): all zero here, and the context's default policy is not used.
+  retry_.secs_since_valid_ping = 0;
+  retry_.secs_since_valid_hangup = 0;
 }
 
 HttpsServer::~HttpsServer() {
@@ -152,7 +158,9 @@ void HttpsServer::stop() {
   // device's requests) are for connections that are closing too: drop them.
   stopping_ = true;
   exchange_timer_.reset();
+  if (keepalive_) keepalive_->stop();
   context_.reset();
+  keepalive_.reset();
   exchanges_.clear();
   exchange_by_wsi_.clear();
   up_.clear();
@@ -210,6 +218,9 @@ Status HttpsServer::start() {
                                               " (see the messages above)");
   }
   exchange_timer_ = std::make_unique<LwsTimer>(context_.get(), [this] { expire_exchanges(); });
+  keepalive_ = std::make_unique<KeepaliveWheel>(
+      context_.get(),
+      std::chrono::seconds(std::clamp<std::int64_t>(options_.ping_interval.count(), 1, 3600)));
   return {};
 }
 
@@ -239,8 +250,15 @@ int HttpsServer::up_callback(lws* wsi, lws_callback_reasons reason, void* user, 
                              std::size_t len) {
   HttpsServer* self = owner(wsi);
   if (self == nullptr) return 0;
+  auto* session = static_cast<UpSessionData*>(user);
   try {
-    return self->on_up(wsi, reason, static_cast<UpSessionData*>(user), in, len);
+    int rc = 0;
+    if (self->keepalive_event(wsi, reason, session ? &session->keepalive : nullptr, rc)) return rc;
+    rc = self->on_up(wsi, reason, session, in, len);
+    if (rc == 0 && reason == LWS_CALLBACK_ESTABLISHED && session != nullptr && self->keepalive_) {
+      self->keepalive_->add(session->keepalive, wsi);
+    }
+    return rc;
   } catch (const std::exception& e) {
     log::error(std::string("UP handler failed: ") + e.what());
   } catch (...) {
@@ -255,8 +273,15 @@ int HttpsServer::tunnel_callback(lws* wsi, lws_callback_reasons reason, void* us
   if (self == nullptr || self->tunnel_ == nullptr) {
     return reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ? 1 : 0;
   }
+  auto* data = static_cast<TunnelSessionData*>(user);
   try {
-    return self->tunnel_->on_callback(wsi, reason, user, in, len);
+    int rc = 0;
+    if (self->keepalive_event(wsi, reason, data ? &data->keepalive : nullptr, rc)) return rc;
+    rc = self->tunnel_->on_callback(wsi, reason, data ? &data->end : nullptr, in, len);
+    if (rc == 0 && reason == LWS_CALLBACK_ESTABLISHED && data != nullptr && self->keepalive_) {
+      self->keepalive_->add(data->keepalive, wsi);
+    }
+    return rc;
   } catch (const std::exception& e) {
     log::error(std::string("tunnel handler failed: ") + e.what());
   } catch (...) {
@@ -507,6 +532,20 @@ int HttpsServer::write_http(lws* wsi) {
   forget_exchange(wsi);
   if (close_after) return -1;
   return lws_http_transaction_completed(wsi) != 0 ? -1 : 0;
+}
+
+bool HttpsServer::keepalive_event(lws* wsi, lws_callback_reasons reason, WsKeepalive* ka, int& rc) {
+  if (ka == nullptr || !keepalive_) return false;
+  switch (reason) {
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG: keepalive_->heard(*ka); return false;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+      if (!ka->ping_due) return false;
+      rc = KeepaliveWheel::write_due_ping(*ka, wsi) ? 0 : -1;
+      return true;
+    case LWS_CALLBACK_CLOSED: KeepaliveWheel::remove(*ka); return false;
+    default: return false;
+  }
 }
 
 int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* session, void* in,

@@ -25,6 +25,7 @@
 #include "platform/OpenSsl.h"
 #include "server/DeviceHub.h"
 #include "server/HttpMessage.h"
+#include "server/KeepaliveWheel.h"
 
 namespace tether::server {
 
@@ -109,7 +110,11 @@ class HttpsServer final : public UpTransport {
   };
   struct UpSessionData {
     ConnectionId id;
+    WsKeepalive keepalive;
   };
+  // The keepalive's part of a WebSocket event; true when it handled the event itself (a
+  // ping written), with the callback's result in `rc`.
+  bool keepalive_event(lws* wsi, lws_callback_reasons reason, WsKeepalive* ka, int& rc);
   class HubSink;
 
   static int http_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
@@ -153,6 +158,8 @@ class HttpsServer final : public UpTransport {
   // Answers handed out to handlers hold this weakly: one that comes after this object is
   // gone does nothing.
   std::shared_ptr<HttpsServer*> alive_ = std::make_shared<HttpsServer*>(this);
+  // Before the context: its close callbacks take connections out of the wheel's lists.
+  std::unique_ptr<KeepaliveWheel> keepalive_;
   LwsContextPtr context_;
   // Declared after the context: destroyed (cancelled) before it.
   std::unique_ptr<LwsTimer> exchange_timer_;

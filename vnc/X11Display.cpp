@@ -1,13 +1,12 @@
 #include "vnc/X11Display.h"
 
 #include <X11/extensions/Xrandr.h>
-#include <stdlib.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 
 #include "common/Log.h"
+#include "vnc/Xauthority.h"
 
 namespace tether::vnc {
 namespace {
@@ -35,17 +34,8 @@ int on_x_io_error(Display* display) {
 
 Result<DisplayPtr> open_display(const std::string& name,
                                 const std::vector<std::string>& xauthority) {
-  if (!xauthority.empty()) {
-    const auto readable = std::find_if(xauthority.begin(), xauthority.end(), [](const auto& f) {
-      return ::access(f.c_str(), R_OK) == 0;
-    });
-    if (readable == xauthority.end()) {
-      std::string files;
-      for (const auto& f : xauthority) files += (files.empty() ? "" : ", ") + f;
-      return make_error(Errc::kNotFound, "cannot open display " + name + ": cannot read " +
-                                             (xauthority.size() > 1 ? "any of " : "") + files);
-    }
-    ::setenv("XAUTHORITY", readable->c_str(), 1);
+  if (auto authority = use_first_readable_xauthority(xauthority); !authority) {
+    return authority.error().context("cannot open display " + name);
   }
   Display* display = XOpenDisplay(name.c_str());
   if (display == nullptr) {

@@ -1,17 +1,13 @@
 """bench/agent-idle: the driver's parsers and arithmetic (perf stat CSV, smaps_rollup, the RSS
 slope, RSS by mapping of this very process). No agent, no server, no perf."""
 
-import importlib.util
 import os
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parents[1]
-_loader = SourceFileLoader("agent_idle_run", str(HERE / "agent-idle" / "run"))
-idle = importlib.util.module_from_spec(importlib.util.spec_from_loader("agent_idle_run", _loader))
-_loader.exec_module(idle)
+from benchtest import load_driver
+
+idle = load_driver("agent-idle")
 
 
 def test_perf_csv_count():

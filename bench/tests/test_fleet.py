@@ -3,26 +3,17 @@ source ranges, WebSocket framing, envelopes), its refusal of bad arguments, and 
 arithmetic (count plan under an fd limit, attempts per second, storm shape). No servers."""
 
 import json
-import os
 import subprocess
-import importlib.util
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parents[1]
-_loader = SourceFileLoader("fleet_run", str(HERE / "fleet" / "run"))
-fleet = importlib.util.module_from_spec(importlib.util.spec_from_loader("fleet_run", _loader))
-_loader.exec_module(fleet)
+from benchtest import load_driver, program
+
+fleet = load_driver("fleet")
 
 
 def generator():
-    path = Path(os.environ.get("TETHER_BIN_DIR", HERE.parent / "build" / "default" / "bin")) / \
-        "tether-bench-fleet"
-    if not path.exists():
-        pytest.fail(f"{path} is not built (bench.tests runs after the build)")
-    return str(path)
+    return str(program("tether-bench-fleet"))
 
 
 def test_generator_self_test_passes():

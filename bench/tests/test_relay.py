@@ -6,29 +6,19 @@ summary of the pump's lines, the rows and the lost-bytes verdict). No tether-ser
 websockify, no socat; a few seconds."""
 
 import asyncio
-import importlib.util
-import os
 import subprocess
-import sys
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
+import time
 
 import pytest
 
-HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE))
-_loader = SourceFileLoader("relay_run", str(HERE / "relay" / "run"))
-relay = importlib.util.module_from_spec(importlib.util.spec_from_loader("relay_run", _loader))
-_loader.exec_module(relay)
+from benchtest import load_driver, program  # first: it puts bench/ on sys.path
 import report  # noqa: E402
+
+relay = load_driver("relay")
 
 
 def pump():
-    path = Path(os.environ.get("TETHER_BIN_DIR", HERE.parent / "build" / "default" / "bin")) / \
-        "tether-bench-relay"
-    if not path.exists():
-        pytest.skip(f"{path} is not built")
-    return path
+    return program("tether-bench-relay")
 
 
 def test_pump_self_test_passes():
@@ -54,7 +44,7 @@ def test_pump_refuses_bad_arguments(args):
 
 
 def run_pump(run):
-    pump()  # skips when not built
+    pump()  # the pump the run starts: fails here, clearly, when it is not built
     return asyncio.run(run.run(timeout=60))
 
 
@@ -133,10 +123,12 @@ async def mini_relay(cert, key, target_port, lossy):
                                   ping_interval=None)
 
 
-def relay_run(tmp_path, lossy, ca_file=None):
+def relay_run(tmp_path, lossy, ca_file=None, stream=None, extra=()):
     cert, key = make_cert(tmp_path)
     cfg = {"bytes": 4 << 20, "rtt": 20, "closes": 6, "close_bytes": 1 << 20}
-    if lossy:  # a relay that holds back its last piece would never finish a stream phase
+    if stream is None:
+        stream = not lossy  # a relay that holds back its last piece never finishes a stream
+    if not stream:
         cfg.update(bytes=0, rtt=0)
     state = {}
 
@@ -147,7 +139,7 @@ def relay_run(tmp_path, lossy, ca_file=None):
     async def pair(_need):
         return {"device": "listen", "viewer": f"wss://127.0.0.1:{state['port']}/"}
 
-    run = relay.PumpRun("mini", relay.args(cfg, "--ca-file", ca_file or cert), pair,
+    run = relay.PumpRun("mini", relay.args(cfg, "--ca-file", ca_file or cert, *extra), pair,
                         start_relay=start)
 
     async def go():
@@ -173,6 +165,14 @@ def test_a_lossy_relay_is_caught(tmp_path):
     f, run = relay_run(tmp_path, lossy=True)
     # The mini relay holds back one piece per direction: lost at every close.
     assert f["closes"] == 6 and f["lossy_closes"] == 6 and f["lost_bytes"] > 0, run.messages
+
+
+def test_a_relay_that_stops_forwarding_is_reported_as_stalled_quickly(tmp_path):
+    # The lossy relay holds its last piece of the stream: the far end never gets all bytes.
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"stalled \(nothing received for 1 s\) after \d+ bytes"):
+        relay_run(tmp_path, lossy=True, stream=True, extra=("--stall", "1"))
+    print(f"stall reported after {time.monotonic() - t0:.1f} s (phase timeout 300 s)")
 
 
 def test_a_relay_with_an_untrusted_certificate_is_refused(tmp_path):

@@ -2,31 +2,22 @@
 its own parser self-test, its JSON lines against a scripted server on a socketpair, and the
 Python side that reads them (bench/session/rfb_bench.py) and turns figures into rows."""
 
-import importlib.machinery
-import importlib.util
-import os
 import socket
 import struct
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BENCH))
+from benchtest import BENCH, load_driver, program
+
 sys.path.insert(0, str(BENCH / "session"))
 import benchlib  # noqa: E402
 import rfb_bench  # noqa: E402
 
 
 def client():
-    path = benchlib.bin_dir() / "tether-bench-rfb"
-    if not path.exists():
-        if "TETHER_BIN_DIR" in os.environ:
-            pytest.fail(f"tether-bench-rfb is not built in {path.parent}")
-        pytest.skip("TETHER_BIN_DIR not set and no build/default: tether-bench-rfb not built")
-    return path
+    return program("tether-bench-rfb")
 
 
 def test_client_self_test():
@@ -104,6 +95,7 @@ class ScriptedServer(threading.Thread):
 
 
 def scripted_run(updates, **kwargs):
+    client()  # the program RfbRun starts: fails here, clearly, when it is not built
     ours, theirs = socket.socketpair()
     server = ScriptedServer(ours, updates)
     server.start()
@@ -145,6 +137,7 @@ def test_a_server_that_sends_garbage_is_an_error():
 
 
 def test_a_server_that_closes_early_is_an_error():
+    client()
     ours, theirs = socket.socketpair()
     run = rfb_bench.RfbRun(sock=theirs, timeout=10)
     ours.sendall(b"RFB 003.008\n")
@@ -160,15 +153,6 @@ def test_parse_event_refuses_what_is_not_an_event():
             rfb_bench.parse_event(bad)
     with pytest.raises(rfb_bench.BenchError, match="no full frame"):
         rfb_bench.parse_event('{"event": "error", "message": "no full frame"}')
-
-
-def load_driver(name):
-    path = BENCH / name / "run"
-    loader = importlib.machinery.SourceFileLoader(f"bench_{name.replace('-', '_')}", str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def test_session_rows_and_verdicts():

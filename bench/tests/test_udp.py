@@ -5,28 +5,19 @@ arguments, and the driver's parsing and loss arithmetic. No agent, no server."""
 
 import hashlib
 import hmac
-import importlib.util
 import json
-import os
 import struct
 import subprocess
-from importlib.machinery import SourceFileLoader
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parents[1]
-_loader = SourceFileLoader("udp_run", str(HERE / "udp" / "run"))
-udp = importlib.util.module_from_spec(importlib.util.spec_from_loader("udp_run", _loader))
-_loader.exec_module(udp)
+from benchtest import load_driver, program
+
+udp = load_driver("udp")
 
 
 def prober():
-    path = Path(os.environ.get("TETHER_BIN_DIR", HERE.parent / "build" / "default" / "bin")) / \
-        "tether-bench-udp"
-    if not path.exists():
-        pytest.skip(f"{path} is not built")
-    return str(path)
+    return str(program("tether-bench-udp"))
 
 
 def online_probe(nonce, reply_port, device_id, timestamp, key):

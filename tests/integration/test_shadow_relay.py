@@ -5,6 +5,7 @@ tunnel and a viewer joined at the relay over real TLS WebSockets, with the admis
 the ways a session ends, the audit log, and tetherctl shadow/audit."""
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -73,6 +74,48 @@ def active_sessions(server):
     status, _, body = server.admin("GET", "/api/v1/shadow/sessions")
     assert status == 200, body
     return body["sessions"]
+
+
+class CtlShadow:
+    """A running `tetherctl shadow`: its process and the lines of stdout read so far."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.lines = []
+
+    async def viewer_port(self):
+        """Reads stdout up to the line that says what to run (`vncviewer 127.0.0.1::PORT`,
+        printed once the viewer listener is up); PORT."""
+        while True:
+            line = (await asyncio.wait_for(self.proc.stdout.readline(), 15)).decode()
+            assert line, "tetherctl ended early: " + (await self.proc.stderr.read()).decode()
+            self.lines.append(line)
+            m = re.search(r"vncviewer 127\.0\.0\.1::(\d+)", line)
+            if m:
+                return int(m[1])
+
+    async def finish(self, timeout=15):
+        """Waits for it to exit; (exit code, all of stdout, stderr)."""
+        out, err = await asyncio.wait_for(self.proc.communicate(), timeout)
+        return self.proc.returncode, "".join(self.lines) + out.decode(), err.decode()
+
+
+@contextlib.asynccontextmanager
+async def tetherctl_shadow(server, tmp_path, *args):
+    """`tetherctl shadow ARGS...` as the admin, with no TETHER_* settings from this test run
+    and a HOME of its own; killed on the way out if still running (a failed test)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env["HOME"] = str(tmp_path)
+    proc = await asyncio.create_subprocess_exec(
+        str(bin_dir() / "tetherctl"), "--server", server.url, "--token-file",
+        str(server.token_file), "--ca-file", str(server.ca_file), "shadow", *args,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        yield CtlShadow(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def wait_for(predicate, what, timeout=10.0):
@@ -350,44 +393,29 @@ def test_tetherctl_shadow_and_audit(server, tmp_path):
 
     async def run():
         dev = await FakeDevice.online(server, device)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-        env["HOME"] = str(tmp_path)
-        ctl = await asyncio.create_subprocess_exec(
-            str(bin_dir() / "tetherctl"), "--server", server.url, "--token-file",
-            str(server.token_file), "--ca-file", str(server.ca_file), "shadow",
-            device.device_id, "--listen", "127.0.0.1:0", "--view-only",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        start = await dev.next_shadow_start()
-        assert start["body"]["viewer"] == "external" and start["body"]["view_only"] is True
-        await dev.accept_shadow(start, view_only=True)
-        # It prints what to run; the port is in it.
-        lines = []
-        port = None
-        while port is None:
-            line = (await asyncio.wait_for(ctl.stdout.readline(), 15)).decode()
-            assert line, "tetherctl ended early: " + (await ctl.stderr.read()).decode()
-            lines.append(line)
-            m = re.search(r"vncviewer 127\.0\.0\.1::(\d+)", line)
-            if m:
-                port = int(m[1])
-        tunnel = await dev.open_tunnel(start)
-        await tunnel.send(b"RFB 003.008\n")
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        assert await asyncio.wait_for(reader.readexactly(12), 10) == b"RFB 003.008\n"
-        payload = os.urandom(3 * 1024 * 1024)
-        writer.write(payload)
-        await writer.drain()
-        assert await recv_exactly(tunnel, len(payload)) == payload
-        big = os.urandom(5 * 1024 * 1024)
-        await send_all(tunnel, big)
-        assert await asyncio.wait_for(reader.readexactly(len(big)), 30) == big
-        # The viewer leaves: tetherctl closes the tunnel and exits 0.
-        writer.close()
-        assert await closed_with(tunnel) == (1000, "viewer_closed")
-        await dev.shadow_stop(start["body"]["session_id"], "viewer_closed")
-        rc = await asyncio.wait_for(ctl.wait(), 15)
-        err = (await ctl.stderr.read()).decode()
-        text = "".join(lines) + (await ctl.stdout.read()).decode()
+        async with tetherctl_shadow(server, tmp_path, device.device_id, "--listen",
+                                    "127.0.0.1:0", "--view-only") as ctl:
+            start = await dev.next_shadow_start()
+            assert start["body"]["viewer"] == "external" and start["body"]["view_only"] is True
+            await dev.accept_shadow(start, view_only=True)
+            # It prints what to run; the port is in it.
+            port = await ctl.viewer_port()
+            tunnel = await dev.open_tunnel(start)
+            await tunnel.send(b"RFB 003.008\n")
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.readexactly(12), 10) == b"RFB 003.008\n"
+            payload = os.urandom(3 * 1024 * 1024)
+            writer.write(payload)
+            await writer.drain()
+            assert await recv_exactly(tunnel, len(payload)) == payload
+            big = os.urandom(5 * 1024 * 1024)
+            await send_all(tunnel, big)
+            assert await asyncio.wait_for(reader.readexactly(len(big)), 30) == big
+            # The viewer leaves: tetherctl closes the tunnel and exits 0.
+            writer.close()
+            assert await closed_with(tunnel) == (1000, "viewer_closed")
+            await dev.shadow_stop(start["body"]["session_id"], "viewer_closed")
+            rc, text, err = await ctl.finish()
         print(text, err)
         assert rc == 0, err
         assert f"vncsnapshot 127.0.0.1::{port}" in text
@@ -412,16 +440,10 @@ def test_tetherctl_shadow_refused(server, tmp_path):
 
     async def run():
         dev = await FakeDevice.online(server, device)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-        env["HOME"] = str(tmp_path)
-        ctl = await asyncio.create_subprocess_exec(
-            str(bin_dir() / "tetherctl"), "--server", server.url, "--token-file",
-            str(server.token_file), "--ca-file", str(server.ca_file), "shadow", "device",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        start = await dev.next_shadow_start()
-        await dev.refuse(start, "user_denied", "the user said no")
-        rc = await asyncio.wait_for(ctl.wait(), 15)
-        err = (await ctl.stderr.read()).decode()
+        async with tetherctl_shadow(server, tmp_path, "device") as ctl:
+            start = await dev.next_shadow_start()
+            await dev.refuse(start, "user_denied", "the user said no")
+            rc, _, err = await ctl.finish()
         assert rc == 1
         assert "user_denied" in err and "the user said no" in err, err
         await dev.close()
@@ -434,27 +456,16 @@ def test_tetherctl_shadow_tunnel_closed_by_the_device(server, tmp_path):
 
     async def run():
         dev = await FakeDevice.online(server, device)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-        env["HOME"] = str(tmp_path)
-        ctl = await asyncio.create_subprocess_exec(
-            str(bin_dir() / "tetherctl"), "--server", server.url, "--token-file",
-            str(server.token_file), "--ca-file", str(server.ca_file), "shadow",
-            device.device_id, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        start = await dev.next_shadow_start()
-        await dev.accept_shadow(start)
-        port = None
-        while port is None:
-            line = (await asyncio.wait_for(ctl.stdout.readline(), 15)).decode()
-            assert line, "tetherctl ended early: " + (await ctl.stderr.read()).decode()
-            m = re.search(r"vncviewer 127\.0\.0\.1::(\d+)", line)
-            port = int(m[1]) if m else None
-        tunnel = await dev.open_tunnel(start)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await tunnel.send(b"RFB 003.008\n")
-        assert await asyncio.wait_for(reader.readexactly(12), 10) == b"RFB 003.008\n"
-        await tunnel.close()
-        rc = await asyncio.wait_for(ctl.wait(), 15)
-        err = (await ctl.stderr.read()).decode()
+        async with tetherctl_shadow(server, tmp_path, device.device_id) as ctl:
+            start = await dev.next_shadow_start()
+            await dev.accept_shadow(start)
+            port = await ctl.viewer_port()
+            tunnel = await dev.open_tunnel(start)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await tunnel.send(b"RFB 003.008\n")
+            assert await asyncio.wait_for(reader.readexactly(12), 10) == b"RFB 003.008\n"
+            await tunnel.close()
+            rc, _, err = await ctl.finish()
         assert rc == 1, err
         assert "device_closed" in err, err
         assert await asyncio.wait_for(reader.read(), 10) == b""  # the viewer was let go

@@ -14,6 +14,10 @@
 //   indicator 460x24 at the top centre: Stop sharing centre (401,12)
 // Enter does not accept (a keystroke meant for another window must never grant access);
 // Escape denies.
+
+// First: Xlib #defines Status, which common/Result.h declares.
+#include "vnc/Xauthority.h"
+
 #include <X11/Xatom.h>
 #include <X11/Xlib.h>
 #include <X11/Xutil.h>
@@ -456,16 +460,15 @@ int main(int argc, char** argv) {
     usage();
     return kExitUsage;
   }
-  for (const auto& file : o.xauthority) {
-    if (access(file.c_str(), R_OK) == 0) {
-      setenv("XAUTHORITY", file.c_str(), 1);
-      break;
-    }
-  }
+  // None readable is no error here: try without one, as ever (an X server without access
+  // control, or one that lets this user in by other means, still opens); if it does not,
+  // the message says which files were unreadable.
+  const auto authority = tether::vnc::use_first_readable_xauthority(o.xauthority);
   XSetIOErrorHandler(io_error_handler);
   Display* dpy = XOpenDisplay(o.display.c_str());
   if (dpy == nullptr) {
-    std::fprintf(stderr, "tether-shadow-ui: cannot open display %s\n", o.display.c_str());
+    std::fprintf(stderr, "tether-shadow-ui: cannot open display %s%s\n", o.display.c_str(),
+                 authority ? "" : (" (" + authority.error().message + ")").c_str());
     return kExitError;
   }
   Ui ui(dpy);

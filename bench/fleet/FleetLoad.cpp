@@ -11,7 +11,7 @@
 //
 //   tether-bench-fleet --self-test
 //   tether-bench-fleet enroll --server HOST:PORT --ca-file FILE --admin-token FILE
-//                             --identities FILE --count N
+//                             --identities FILE --count N [--jobs 4]
 //   tether-bench-fleet run --connect HOST:PORT --ca-file FILE --identities FILE
 //                          [--sources 127.0.0.2-127.0.0.9] [--inflight 128]
 //                          [--restart-spread 10s] [--backoff-base 1s] [--backoff-cap 30s]
@@ -38,6 +38,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,8 +92,9 @@ struct Args {
 Args parse_args(const std::vector<std::string>& argv) {
   Args args;
   static const std::vector<std::string> kValued = {
-      "server",  "ca-file",  "admin-token",    "identities",   "count",       "connect",
-      "sources", "inflight", "restart-spread", "backoff-base", "backoff-cap", "handshake-timeout"};
+      "server",      "ca-file",           "admin-token", "identities",     "count",
+      "connect",     "sources",           "inflight",    "restart-spread", "backoff-base",
+      "backoff-cap", "handshake-timeout", "jobs"};
   std::size_t i = 0;
   if (i < argv.size() && argv[i].rfind("--", 0) != 0) args.command = argv[i++];
   for (; i < argv.size(); ++i) {
@@ -410,47 +412,30 @@ std::string trim(std::string s) {
   return s;
 }
 
-int enroll(const Args& args) {
-  auto hp = parse_host_port(args.get("server"));
-  auto count = parse_count(args.get("count"));
-  const std::string path = args.get("identities");
-  auto token = read_file(args.get("admin-token"));
-  auto ca_pem = read_file(args.get("ca-file"));
-  if (!hp || !count || path.empty() || !token.ok() || !ca_pem.ok()) {
-    std::cerr << "enroll needs --server HOST:PORT --count N --identities FILE --admin-token FILE "
-                 "--ca-file FILE\n";
-    return 2;
-  }
-  const std::string admin = trim(*token);
-  auto have = load_identities(path, static_cast<std::size_t>(*count)).size();
-  if (have >= static_cast<std::size_t>(*count)) {
-    std::cout << json{{"event", "enrolled"}, {"have", have}, {"new", 0}, {"seconds", 0.0}}.dump()
-              << std::endl;
-    return 0;
-  }
-  TlsTrust trust;
-  trust.ca_pem = *ca_pem;
-  std::ofstream out(path, std::ios::app);
-  const auto t0 = now_ms();
-  std::size_t made = 0;
-  for (std::size_t i = have; i < static_cast<std::size_t>(*count); ++i) {
+// Enrolls devices first, first + step, ... below count into `out`; returns how many, or -1
+// after the first failure (the ones before it are kept).
+long enroll_some(const std::pair<std::string, int>& hp, const TlsTrust& trust,
+                 const std::string& admin, std::size_t first, std::size_t step, std::size_t count,
+                 std::ostream& out) {
+  long made = 0;
+  for (std::size_t i = first; i < count; i += step) {
     HttpsRequest create;
     create.method = "POST";
     create.path = "/api/v1/enroll-tokens";
     create.headers = {{"Authorization", "Bearer " + admin}, {"Content-Type", "application/json"}};
     create.body = "{}";
-    auto created = https_request(hp->first, hp->second, trust, create);
+    auto created = https_request(hp.first, hp.second, trust, create);
     if (!created.ok() || created->status != 201) {
       std::cerr << "token " << i << ": " << (created.ok() ? created->body : created.error().message)
                 << "\n";
-      return 1;
+      return -1;
     }
     const std::string token_text = json::parse(created->body).value("token", "");
     const std::string secret = token_text.substr(token_text.rfind('.') + 1);
     auto identity = agent::DeviceIdentity::generate();
-    if (!identity.ok()) return 1;
+    if (!identity.ok()) return -1;
     auto csr = pki::make_csr_pem(identity->key(), identity->device_id());
-    if (!csr.ok()) return 1;
+    if (!csr.ok()) return -1;
     HttpsRequest req;
     req.method = "POST";
     req.path = "/api/v1/enroll";
@@ -460,41 +445,136 @@ int enroll(const Args& args) {
                     {"hostname", "fleet-" + std::to_string(i)},
                     {"macs", json::array()}}
                    .dump();
-    auto enrolled = https_request(hp->first, hp->second, trust, req);
+    auto enrolled = https_request(hp.first, hp.second, trust, req);
     if (!enrolled.ok() || enrolled->status != 201) {
       std::cerr << "enroll " << i << ": "
                 << (enrolled.ok() ? enrolled->body : enrolled.error().message) << "\n";
-      return 1;
+      return -1;
     }
     auto cert = pki::certificate_from_pem(json::parse(enrolled->body).value("certificate_pem", ""));
-    if (!cert.ok()) return 1;
+    if (!cert.ok()) return -1;
     unsigned char* kd = nullptr;
     unsigned char* cd = nullptr;
     const int kn = i2d_PrivateKey(identity->key(), &kd);
     const int cn = i2d_X509(cert->get(), &cd);
-    if (kn <= 0 || cn <= 0) return 1;
+    if (kn <= 0 || cn <= 0) return -1;
     out << identity->device_id() << ' ' << to_hex(kd, static_cast<std::size_t>(kn)) << ' '
         << to_hex(cd, static_cast<std::size_t>(cn)) << '\n';
     OPENSSL_free(kd);
     OPENSSL_free(cd);
     ++made;
-    if (made % 1000 == 0) {
-      out.flush();
-      std::cout << json{{"event", "enrolling"},
-                        {"have", i + 1},
-                        {"seconds", (now_ms() - t0) / 1000.0}}
-                       .dump()
-                << std::endl;
+  }
+  return made;
+}
+
+// The server is one event loop, so one client waiting on each round trip leaves it idle half
+// the time; a few worker processes (each its own blocking client, each writing its own part
+// file that the parent appends whole) keep it busy. Processes rather than threads: the
+// clients share nothing, and a worker that fails loses only its own part.
+int enroll(const Args& args) {
+  auto hp = parse_host_port(args.get("server"));
+  auto count = parse_count(args.get("count"));
+  auto jobs = parse_count(args.get("jobs", "4"));
+  const std::string path = args.get("identities");
+  auto token = read_file(args.get("admin-token"));
+  auto ca_pem = read_file(args.get("ca-file"));
+  if (!hp || !count || !jobs || *jobs < 1 || *jobs > 64 || path.empty() || !token.ok() ||
+      !ca_pem.ok()) {
+    std::cerr << "enroll needs --server HOST:PORT --count N --identities FILE --admin-token FILE "
+                 "--ca-file FILE [--jobs 1..64]\n";
+    return 2;
+  }
+  const std::string admin = trim(*token);
+  const auto total = static_cast<std::size_t>(*count);
+  auto have = load_identities(path, total).size();
+  if (have >= total) {
+    std::cout << json{{"event", "enrolled"}, {"have", have}, {"new", 0}, {"seconds", 0.0}}.dump()
+              << std::endl;
+    return 0;
+  }
+  TlsTrust trust;
+  trust.ca_pem = *ca_pem;
+  const auto t0 = now_ms();
+  const auto workers = std::min<std::size_t>(static_cast<std::size_t>(*jobs), total - have);
+  std::vector<pid_t> pids;
+  std::cout.flush();
+  for (std::size_t k = 0; k < workers; ++k) {
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      std::cerr << "fork: " << std::strerror(errno) << "\n";
+      break;
     }
+    if (pid == 0) {
+      // Unbuffered: the parent counts the lines written so far to show progress.
+      std::ofstream part(path + ".part" + std::to_string(k), std::ios::trunc);
+      part << std::unitbuf;
+      const long made = enroll_some(*hp, trust, admin, have + k, workers, total, part);
+      part.flush();
+      ::_exit(made >= 0 && part ? 0 : 1);
+    }
+    pids.push_back(pid);
+  }
+  bool failed = pids.size() != workers;
+  // Progress every few seconds: the lines the workers have written so far.
+  std::vector<std::uint64_t> seen_bytes(pids.size(), 0);
+  std::size_t lines = 0;
+  std::size_t running = pids.size();
+  std::vector<bool> exited(pids.size(), false);
+  auto last_report = now_ms();
+  while (running > 0) {
+    for (std::size_t k = 0; k < pids.size(); ++k) {
+      if (exited[k]) continue;
+      int status = 0;
+      const pid_t r = ::waitpid(pids[k], &status, WNOHANG);
+      if (r == 0 || (r < 0 && errno == EINTR)) continue;
+      exited[k] = true;
+      --running;
+      if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) failed = true;
+    }
+    if (running == 0) break;
+    ::usleep(200 * 1000);
+    if (now_ms() - last_report < 5000) continue;
+    last_report = now_ms();
+    for (std::size_t k = 0; k < pids.size(); ++k) {
+      std::ifstream part(path + ".part" + std::to_string(k));
+      part.seekg(static_cast<std::streamoff>(seen_bytes[k]));
+      char buf[65536];
+      while (part.read(buf, sizeof buf) || part.gcount() > 0) {
+        const auto n = static_cast<std::size_t>(part.gcount());
+        lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+        seen_bytes[k] += n;
+      }
+    }
+    std::cout << json{{"event", "enrolling"},
+                      {"have", have + lines},
+                      {"of", total},
+                      {"seconds", (now_ms() - t0) / 1000.0}}
+                     .dump()
+              << std::endl;
+  }
+  // Whole lines only: what a failed worker did enroll is kept.
+  std::ofstream out(path, std::ios::app);
+  std::size_t made = 0;
+  for (std::size_t k = 0; k < pids.size(); ++k) {
+    const std::string part_path = path + ".part" + std::to_string(k);
+    std::ifstream part(part_path);
+    std::string line;
+    while (std::getline(part, line)) {
+      if (!parse_identity_line(line)) continue;
+      out << line << '\n';
+      ++made;
+    }
+    ::unlink(part_path.c_str());
   }
   out.flush();
   std::cout << json{{"event", "enrolled"},
-                    {"have", *count},
+                    {"have", have + made},
                     {"new", made},
+                    {"jobs", workers},
                     {"seconds", (now_ms() - t0) / 1000.0}}
                    .dump()
             << std::endl;
-  return out ? 0 : 1;
+  return out && !failed ? 0 : 1;
 }
 
 // ---- run --------------------------------------------------------------------------------

@@ -10,7 +10,10 @@
 //   tether-bench-relay --self-test
 //   tether-bench-relay run [--ca-file FILE] [--cert FILE --key FILE] [--bytes SIZE] [--rtt N]
 //                          [--closes N] [--close-bytes SIZE] [--timeout SECONDS]
+//                          [--stall SECONDS]
 //
+// A phase ends with an error after --timeout (default 120 s), or as stalled when neither end
+// has received a byte for --stall seconds (default 10).
 // SIZE: bytes, or with a K, M or G suffix (KiB, MiB, GiB). run speaks JSON lines:
 //   out {"listening": PORT}                      first: the listener for "listen" ends
 //   out {"need": "stream"|"close", "index": I}   in {"device": END, "viewer": END}
@@ -107,6 +110,7 @@ struct Options {
   std::uint64_t closes = 0;
   std::uint64_t close_bytes = 2ULL << 20;
   double timeout = 120;  // seconds per phase
+  double stall = 10;     // seconds without a byte received that end a phase
 };
 
 // Empty when fine, else what is wrong.
@@ -123,16 +127,16 @@ std::string parse_options(const std::vector<std::string>& args, Options& out) {
     } else if (a == "--key") {
       out.key_file = v;
     } else if (a == "--bytes" || a == "--close-bytes" || a == "--rtt" || a == "--closes" ||
-               a == "--timeout") {
+               a == "--timeout" || a == "--stall") {
       n = parse_size(v);
       if (!n) return "bad value for " + a + ": " + v;
       if (a == "--bytes") out.bytes = *n;
       if (a == "--close-bytes") out.close_bytes = *n;
       if (a == "--rtt") out.rtt = *n;
       if (a == "--closes") out.closes = *n;
-      if (a == "--timeout") {
-        if (*n == 0) return "--timeout must be positive";
-        out.timeout = static_cast<double>(*n);
+      if (a == "--timeout" || a == "--stall") {
+        if (*n == 0) return a + " must be positive";
+        (a == "--timeout" ? out.timeout : out.stall) = static_cast<double>(*n);
       }
     } else {
       return "unknown argument " + a;
@@ -649,15 +653,42 @@ bool handle_readable(Conn& c, std::size_t budget = 1u << 20) {
   return false;
 }
 
-// Runs both connections until `done` or `timeout_s`; false on timeout.
+// No byte received on either connection for this long ends a phase as stalled, well before
+// its timeout: a relay that has stopped forwarding (websockify sometimes does) should cost the
+// run seconds, not the whole phase's timeout.
+double g_stall_s = 10;
+// Why the last run_loop() returned false: "timed out" or "stalled".
+std::string g_loop_end;
+
+// Runs both connections until `done`; false on `timeout_s` or a stall (g_loop_end says which).
 bool run_loop(const std::vector<Conn*>& conns, const std::function<bool()>& done,
               double timeout_s) {
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(timeout_s));
+  const auto to_duration = [](double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const auto deadline = Clock::now() + to_duration(timeout_s);
+  const auto received = [&] {
+    std::uint64_t sum = 0;
+    for (const Conn* c : conns) sum += c->received;
+    return sum;
+  };
+  std::uint64_t last_received = received();
+  auto last_progress = Clock::now();
   bool more = false;
   while (!done()) {
     const auto now = Clock::now();
-    if (now >= deadline) return false;
+    if (now >= deadline) {
+      g_loop_end = "timed out";
+      return false;
+    }
+    if (const auto r = received(); r != last_received) {
+      last_received = r;
+      last_progress = now;
+    } else if (now - last_progress >= to_duration(g_stall_s)) {
+      g_loop_end =
+          "stalled (nothing received for " + std::to_string(static_cast<int>(g_stall_s)) + " s)";
+      return false;
+    }
     pollfd fds[2]{};
     Conn* which[2]{};
     nfds_t n = 0;
@@ -675,7 +706,10 @@ bool run_loop(const std::vector<Conn*>& conns, const std::function<bool()>& done
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
     const int wait_ms = more ? 0 : static_cast<int>(std::clamp<long long>(left, 1, 100));
     more = false;
-    if (::poll(fds, n, wait_ms) < 0 && errno != EINTR) return false;
+    if (::poll(fds, n, wait_ms) < 0 && errno != EINTR) {
+      g_loop_end = std::string("poll: ") + std::strerror(errno);
+      return false;
+    }
     for (nfds_t i = 0; i < n; ++i) {
       Conn& c = *which[i];
       if (fds[i].revents & (POLLIN | POLLHUP | POLLERR) || !c.pending_rx.empty()) {
@@ -980,7 +1014,7 @@ class Pump {
     const double seconds = seconds_between(t0, Clock::now());
     from.refill = nullptr;
     to.on_data = nullptr;
-    if (!ok) return "timed out after " + std::to_string(to.received - start) + " bytes";
+    if (!ok) return g_loop_end + " after " + std::to_string(to.received - start) + " bytes";
     if (to.received - start < bytes) return alive(to) ? failure(from) : failure(to);
     if (!intact) return "the bytes arrived changed";
     result["bytes"] = to.received - start;
@@ -1003,7 +1037,7 @@ class Pump {
                 {&device, &viewer},
                 [&] { return to->received >= want || !alive(device) || !alive(viewer); },
                 o_.timeout)) {
-          return "an echo timed out";
+          return "an echo " + g_loop_end;
         }
         if (!alive(device)) return failure(device);
         if (!alive(viewer)) return failure(viewer);
@@ -1192,6 +1226,9 @@ int self_test() {
   check(!parse_options({"--cert", "a.crt"}, o).empty(), "cert without key refused");
   check(!parse_options({"--frobnicate", "1"}, o).empty(), "unknown option refused");
   check(!parse_options({"--timeout", "0"}, o).empty(), "zero timeout refused");
+  check(!parse_options({"--stall", "0"}, o).empty(), "zero stall refused");
+  Options stalled;
+  check(parse_options({"--stall", "3"}, stalled).empty() && stalled.stall == 3, "stall parsed");
 
   // Endpoints.
   std::string error;
@@ -1328,5 +1365,6 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] != "run") return usage("need run or --self-test");
   Options o;
   if (std::string e = parse_options({args.begin() + 1, args.end()}, o); !e.empty()) return usage(e);
+  g_stall_s = o.stall;
   return run(o);
 }

@@ -90,9 +90,17 @@ std::size_t KeepaliveWheel::size() const noexcept {
 void KeepaliveWheel::visit_next(std::int64_t now) {
   lws_dll2_owner_t& bucket = buckets_[next_bucket_];
   next_bucket_ = (next_bucket_ + 1) % buckets_.size();
+  // A loop that was held up (a stopped or starved process) runs its timers before it reads
+  // what arrived meanwhile: the pongs are there, just not read yet. Close nobody on the
+  // first visit after such a gap; the next one, a period later, judges on what was read.
+  const bool after_gap =
+      last_visit_ms_ != 0 && now - last_visit_ms_ > 2 * kVisitPeriod.count() * 1000;
+  last_visit_ms_ = now;
   lws_start_foreach_dll_safe(lws_dll2_t*, d, next, lws_dll2_get_head(&bucket)) {
     WsKeepalive& ka = *keepalive_of(d);
-    switch (judge(ka, now, interval_ms_)) {
+    auto verdict = judge(ka, now, interval_ms_);
+    if (verdict == Verdict::kClose && after_gap) verdict = Verdict::kNothing;
+    switch (verdict) {
       case Verdict::kClose: {
         // Out of the wheel now; lws closes it on its next turn (CLOSED follows).
         lws* wsi = ka.wsi;

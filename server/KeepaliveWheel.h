@@ -71,6 +71,7 @@ class KeepaliveWheel {
   std::vector<lws_dll2_owner_t> buckets_;
   std::size_t next_bucket_ = 0;  // the bucket the next visit takes
   std::size_t add_bucket_ = 0;   // new connections go round the buckets in turn
+  std::int64_t last_visit_ms_ = 0;
   std::unique_ptr<LwsTimer> timer_;
 };
 

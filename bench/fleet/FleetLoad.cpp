@@ -61,6 +61,8 @@
 #include <vector>
 
 #include "agent/DeviceIdentity.h"
+#include "bench/support/TlsClient.h"
+#include "bench/support/WsFrame.h"
 #include "common/FileIo.h"
 #include "platform/HttpsClient.h"
 #include "platform/Pki.h"
@@ -244,7 +246,7 @@ std::vector<Identity> load_identities(const std::string& path, std::size_t limit
   return out;
 }
 
-// ---- WebSocket framing (client side: our frames are masked) ------------------------------
+// ---- WebSocket frames (bench/support/WsFrame.h) -----------------------------------------
 
 std::uint32_t g_rand = 0x9e3779b9u;
 std::uint32_t next_rand() {
@@ -254,70 +256,19 @@ std::uint32_t next_rand() {
   return g_rand;
 }
 
-std::string ws_frame(int opcode, std::string_view payload) {
-  std::string f;
-  f.push_back(static_cast<char>(0x80 | opcode));
-  const std::size_t n = payload.size();
-  if (n < 126) {
-    f.push_back(static_cast<char>(0x80 | n));
-  } else if (n < 65536) {
-    f.push_back(static_cast<char>(0x80 | 126));
-    f.push_back(static_cast<char>(n >> 8));
-    f.push_back(static_cast<char>(n & 0xff));
-  } else {
-    f.push_back(static_cast<char>(0x80 | 127));
-    for (int s = 56; s >= 0; s -= 8) f.push_back(static_cast<char>((n >> s) & 0xff));
-  }
+// One client frame, masked with the next random number.
+std::string ws_frame(std::uint8_t opcode, std::string_view payload) {
   const std::uint32_t m = next_rand();
-  const unsigned char mask[4] = {static_cast<unsigned char>(m >> 24),
-                                 static_cast<unsigned char>(m >> 16),
-                                 static_cast<unsigned char>(m >> 8), static_cast<unsigned char>(m)};
-  f.append(reinterpret_cast<const char*>(mask), 4);
-  for (std::size_t i = 0; i < n; ++i) f.push_back(static_cast<char>(payload[i] ^ mask[i % 4]));
+  const std::uint8_t mask[4] = {static_cast<std::uint8_t>(m >> 24),
+                                static_cast<std::uint8_t>(m >> 16),
+                                static_cast<std::uint8_t>(m >> 8), static_cast<std::uint8_t>(m)};
+  std::string f;
+  ws::append_frame(f, opcode, payload, mask);
   return f;
 }
 
-struct Frame {
-  bool fin = true;
-  int opcode = 0;
-  std::string payload;
-};
-
-// Takes one whole frame off the front of `buf`; nullopt when it is not all there yet.
-// A frame over 1 MiB is a protocol error (opcode -1).
-std::optional<Frame> ws_take_frame(std::string& buf) {
-  if (buf.size() < 2) return std::nullopt;
-  const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
-  Frame fr;
-  fr.fin = (p[0] & 0x80) != 0;
-  fr.opcode = p[0] & 0x0f;
-  const bool masked = (p[1] & 0x80) != 0;
-  std::uint64_t n = p[1] & 0x7f;
-  std::size_t pos = 2;
-  if (n == 126) {
-    if (buf.size() < 4) return std::nullopt;
-    n = (std::uint64_t{p[2]} << 8) | p[3];
-    pos = 4;
-  } else if (n == 127) {
-    if (buf.size() < 10) return std::nullopt;
-    n = 0;
-    for (int i = 0; i < 8; ++i) n = (n << 8) | p[2 + i];
-    pos = 10;
-  }
-  if (n > (1u << 20)) {
-    fr.opcode = -1;
-    return fr;
-  }
-  const std::size_t mask_at = pos;
-  if (masked) pos += 4;
-  if (buf.size() < pos + n) return std::nullopt;
-  fr.payload.assign(buf, pos, n);
-  if (masked) {
-    for (std::size_t i = 0; i < n; ++i) fr.payload[i] ^= static_cast<char>(p[mask_at + i % 4]);
-  }
-  buf.erase(0, pos + n);
-  return fr;
-}
+// The largest frame the server may send us: anything longer is a protocol error.
+constexpr std::uint64_t kMaxFrame = 1u << 20;
 
 // The value of a string member in compact JSON ("key":"value"), enough for envelopes.
 std::string json_string_member(std::string_view text, std::string_view key) {
@@ -377,21 +328,15 @@ int self_test() {
   check(!parse_args({"run", "--bogus", "1"}).error.empty(), "unknown option");
   check(!parse_args({"fly"}).error.empty(), "unknown command");
   check(parse_args({"run", "--inflight", "64"}).get("inflight") == "64", "valued option");
-  // Frames: what we send parses back (masked), lengths at each size class.
+  // Frames: what we send parses back (masked), lengths at each size class. The framing
+  // itself is unit-tested with the library (bench/support/WsFrameTest.cpp).
   for (std::size_t n : {std::size_t{0}, std::size_t{125}, std::size_t{126}, std::size_t{70000}}) {
     std::string payload(n, 'x');
-    std::string buf = ws_frame(1, payload) + "tail";
-    auto fr = ws_take_frame(buf);
-    check(fr && fr->opcode == 1 && fr->payload == payload && buf == "tail", "frame round trip");
+    std::string buf = ws_frame(ws::kOpText, payload) + "tail";
+    auto fr = ws::take_frame(buf, kMaxFrame);
+    check(fr && fr->opcode == ws::kOpText && fr->payload == payload && buf == "tail",
+          "frame round trip");
   }
-  std::string partial = ws_frame(9, "ping").substr(0, 5);
-  check(!ws_take_frame(partial), "partial frame waits");
-  std::string server_frame = std::string("\x88\x02\x03\xf4", 4);  // close 1012, unmasked
-  auto close = ws_take_frame(server_frame);
-  check(close && close->opcode == 8 && close->payload.size() == 2 &&
-            ((static_cast<unsigned char>(close->payload[0]) << 8) |
-             static_cast<unsigned char>(close->payload[1])) == 1012,
-        "server close frame");
   const std::string env = R"({"v":1,"type":"trust_update","id":"s1","body":{}})";
   check(json_string_member(env, "type") == "trust_update" && json_string_member(env, "id") == "s1",
         "envelope members");
@@ -793,11 +738,10 @@ class Fleet {
       c.state = State::kTls;
     }
     if (c.state == State::kTls) {
-      const int r = SSL_connect(c.ssl);
-      if (r != 1) {
-        const int e = SSL_get_error(c.ssl, r);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-          watch(idx, e == SSL_ERROR_WANT_WRITE);
+      const TlsIo r = tls_connect(c.ssl);
+      if (r != TlsIo::kOk) {
+        if (r == TlsIo::kWantRead || r == TlsIo::kWantWrite) {
+          watch(idx, r == TlsIo::kWantWrite);
           return;
         }
         ERR_clear_error();
@@ -806,11 +750,12 @@ class Fleet {
       }
       c.state = State::kUpgrade;
       watch(idx, false);
-      std::string req = "GET /up HTTP/1.1\r\nHost: " + cfg_.host + ":" + std::to_string(cfg_.port) +
-                        "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tether.up.v1\r\n\r\n";
-      if (!send(idx, req)) return;
+      // A fixed key (RFC 6455's example) and no Sec-WebSocket-Accept check: the server is the
+      // one under test, and a simulated device need not spend on a nonce and a hash.
+      if (!send(idx, ws::upgrade_request("/up", ws::host_header(cfg_.host, cfg_.port),
+                                         "dGhlIHNhbXBsZSBub25jZQ==", "tether.up.v1"))) {
+        return;
+      }
     }
     if ((events & EPOLLOUT) != 0 && !c.out.empty()) {
       if (!flush(idx)) return;
@@ -823,14 +768,14 @@ class Fleet {
     Conn& c = conns_[idx];
     static char buf[65536];
     for (;;) {
-      const int r = SSL_read(c.ssl, buf, sizeof buf);
-      if (r > 0) {
-        c.in.append(buf, static_cast<std::size_t>(r));
+      std::size_t got = 0;
+      const TlsIo r = tls_read(c.ssl, buf, sizeof buf, got);
+      if (r == TlsIo::kOk) {
+        c.in.append(buf, got);
         continue;
       }
-      const int e = SSL_get_error(c.ssl, r);
-      if (e == SSL_ERROR_WANT_READ) break;
-      if (e == SSL_ERROR_WANT_WRITE) {
+      if (r == TlsIo::kWantRead) break;
+      if (r == TlsIo::kWantWrite) {
         watch(idx, true);
         break;
       }
@@ -850,25 +795,25 @@ class Fleet {
         if (c.in.size() > 8192) fail(idx, "upgrade");
         return;
       }
-      if (c.in.compare(0, 12, "HTTP/1.1 101") != 0) {
+      if (!ws::check_upgrade_answer(std::string_view(c.in).substr(0, end), {}).empty()) {
         fail(idx, "upgrade refused");
         return;
       }
       c.in.erase(0, end + 4);
       c.state = State::kHello;
-      if (!send(idx, ws_frame(1, hello_text(ids_[idx].device_id, idx)))) return;
+      if (!send(idx, ws_frame(ws::kOpText, hello_text(ids_[idx].device_id, idx)))) return;
     }
     while (c.fd >= 0) {
-      auto fr = ws_take_frame(c.in);
+      auto fr = ws::take_frame(c.in, kMaxFrame);
       if (!fr) break;
-      if (fr->opcode == -1) {
+      if (fr->opcode == ws::kOversized) {
         fail(idx, "frame");
         return;
       }
-      if (fr->opcode == 9) {
+      if (fr->opcode == ws::kOpPing) {
         ++pings_;
-        if (!send(idx, ws_frame(10, fr->payload))) return;
-      } else if (fr->opcode == 8) {
+        if (!send(idx, ws_frame(ws::kOpPong, fr->payload))) return;
+      } else if (fr->opcode == ws::kOpClose) {
         int code = 1005;
         if (fr->payload.size() >= 2) {
           code = (static_cast<unsigned char>(fr->payload[0]) << 8) |
@@ -876,10 +821,10 @@ class Fleet {
         }
         const bool restart = code == 1012 || code == 1001 ||
                              (code == 1002 && fr->payload.find("restarting") != std::string::npos);
-        (void)send(idx, ws_frame(8, fr->payload.substr(0, 2)));
+        (void)send(idx, ws_frame(ws::kOpClose, fr->payload.substr(0, 2)));
         if (c.fd >= 0) lost(idx, restart ? 1 : (c.state == State::kOpen ? 0 : -1));
         return;
-      } else if (fr->opcode == 1) {
+      } else if (fr->opcode == ws::kOpText) {
         const std::string type = json_string_member(fr->payload, "type");
         const std::string id = json_string_member(fr->payload, "id");
         if (type == "result" && id == "d1" && c.state == State::kHello) {
@@ -890,7 +835,7 @@ class Fleet {
           opened(idx);
         } else if (type != "result" && !id.empty()) {
           // trust_update, settings, command: the agent answers every request.
-          if (!send(idx, ws_frame(1, result_text(id)))) return;
+          if (!send(idx, ws_frame(ws::kOpText, result_text(id)))) return;
         }
       }
     }
@@ -906,13 +851,13 @@ class Fleet {
   bool flush(std::uint32_t idx) {
     Conn& c = conns_[idx];
     while (!c.out.empty()) {
-      const int r = SSL_write(c.ssl, c.out.data(), static_cast<int>(c.out.size()));
-      if (r > 0) {
-        c.out.erase(0, static_cast<std::size_t>(r));
+      std::size_t put = 0;
+      const TlsIo r = tls_write(c.ssl, c.out.data(), c.out.size(), put);
+      if (r == TlsIo::kOk) {
+        c.out.erase(0, put);
         continue;
       }
-      const int e = SSL_get_error(c.ssl, r);
-      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+      if (r == TlsIo::kWantWrite || r == TlsIo::kWantRead) {
         watch(idx, true);
         return true;
       }
@@ -1063,28 +1008,25 @@ int run(const Args& args) {
     std::cerr << "run: no identities in --identities " << args.get("identities") << "\n";
     return 2;
   }
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == nullptr ||
-      SSL_CTX_load_verify_locations(ctx, args.get("ca-file").c_str(), nullptr) != 1) {
+  TlsClientConfig tls;
+  tls.ca_file = args.get("ca-file");
+  tls.alpn = std::string("\x08http/1.1", 9);
+  // Idle connections should cost as little as possible on our side too.
+  tls.release_buffers = true;
+  tls.session_cache = false;
+  std::string error;
+  ssl::SslCtxPtr ctx = tls.ca_file.empty() ? nullptr : make_tls_client_ctx(tls, error);
+  if (!ctx) {
     std::cerr << "run: cannot load --ca-file\n";
     return 2;
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>("\x08http/1.1"), 9);
-  // Idle connections should cost as little as possible on our side too.
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   signal(SIGPIPE, SIG_IGN);
-  Fleet fleet(cfg, std::move(ids), ctx);
+  Fleet fleet(cfg, std::move(ids), ctx.get());
   if (!fleet.identities_ok()) {
     std::cerr << "run: an identity in --identities does not decode\n";
     return 2;
   }
-  const int rc = fleet.loop();
-  SSL_CTX_free(ctx);
-  return rc;
+  return fleet.loop();
 }
 
 }  // namespace

@@ -33,12 +33,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -59,6 +54,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "bench/support/TlsClient.h"
+#include "bench/support/WsFrame.h"
 
 namespace tether::bench {
 namespace {
@@ -234,161 +232,13 @@ std::optional<Endpoint> parse_endpoint(std::string_view text, std::string& error
   return ep;
 }
 
-// ---- WebSocket framing (RFC 6455) ---------------------------------------------------------
-
-constexpr std::uint8_t kOpContinuation = 0;
-constexpr std::uint8_t kOpText = 1;
-constexpr std::uint8_t kOpBinary = 2;
-constexpr std::uint8_t kOpClose = 8;
-constexpr std::uint8_t kOpPing = 9;
-constexpr std::uint8_t kOpPong = 10;
-
-// XORs `n` bytes with the mask `key`, `offset` bytes into the frame's payload.
-void mask_bytes(std::uint8_t* p, std::size_t n, const std::uint8_t key[4], std::uint64_t offset) {
-  std::uint8_t k[8];
-  for (int i = 0; i < 8; ++i) k[i] = key[(offset + static_cast<std::uint64_t>(i)) & 3];
-  std::uint64_t word = 0;
-  std::memcpy(&word, k, 8);
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t v = 0;
-    std::memcpy(&v, p + i, 8);
-    v ^= word;
-    std::memcpy(p + i, &v, 8);
-  }
-  for (; i < n; ++i) p[i] ^= k[i & 7];
-}
-
-// Appends one final frame; masked (as a client must) when `key` is given.
-void append_frame(std::vector<std::uint8_t>& out, std::uint8_t opcode, const std::uint8_t* data,
-                  std::size_t n, const std::uint8_t* key) {
-  const std::uint8_t mask_bit = key != nullptr ? 0x80 : 0;
-  out.push_back(static_cast<std::uint8_t>(0x80 | opcode));
-  if (n < 126) {
-    out.push_back(static_cast<std::uint8_t>(mask_bit | n));
-  } else if (n <= 0xffff) {
-    out.push_back(static_cast<std::uint8_t>(mask_bit | 126));
-    out.push_back(static_cast<std::uint8_t>(n >> 8));
-    out.push_back(static_cast<std::uint8_t>(n));
-  } else {
-    out.push_back(static_cast<std::uint8_t>(mask_bit | 127));
-    for (int shift = 56; shift >= 0; shift -= 8) {
-      out.push_back(static_cast<std::uint8_t>(static_cast<std::uint64_t>(n) >> shift));
-    }
-  }
-  if (key != nullptr) out.insert(out.end(), key, key + 4);
-  const std::size_t at = out.size();
-  out.insert(out.end(), data, data + n);
-  if (key != nullptr) mask_bytes(out.data() + at, n, key, 0);
-}
-
-// Splits a byte stream into frames: data payloads go to `data` as they arrive (unmasked in
-// place), control frames whole to `control`. Text frames are a protocol error here: the
-// tunnel carries bytes only.
-class FrameParser {
- public:
-  using DataFn = std::function<void(const std::uint8_t*, std::size_t)>;
-  using ControlFn = std::function<void(std::uint8_t, std::string_view)>;
-
-  // Empty when fine, else the protocol error (the stream is then unusable).
-  std::string feed(std::uint8_t* p, std::size_t n, const DataFn& data, const ControlFn& control) {
-    while (n > 0) {
-      if (!in_payload_) {
-        header_[header_len_++] = *p++;
-        --n;
-        if (header_len_ < 2) continue;
-        const std::size_t need = header_size();
-        if (header_len_ < need) continue;
-        if (std::string e = start_frame(); !e.empty()) return e;
-        if (remaining_ == 0) finish_frame(control);
-        continue;
-      }
-      const std::size_t take = static_cast<std::size_t>(
-          std::min<std::uint64_t>(remaining_, static_cast<std::uint64_t>(n)));
-      if (masked_) mask_bytes(p, take, mask_, offset_);
-      if (opcode_ >= kOpClose) {
-        control_.append(reinterpret_cast<const char*>(p), take);
-      } else if (take > 0) {
-        data(p, take);
-      }
-      p += take;
-      n -= take;
-      remaining_ -= take;
-      offset_ += take;
-      if (remaining_ == 0) finish_frame(control);
-    }
-    return {};
-  }
-
- private:
-  std::size_t header_size() const {
-    const std::uint8_t len7 = header_[1] & 0x7f;
-    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((header_[1] & 0x80) ? 4 : 0);
-  }
-
-  std::string start_frame() {
-    if ((header_[0] & 0x70) != 0) return "reserved bits set";
-    opcode_ = header_[0] & 0x0f;
-    const bool fin = (header_[0] & 0x80) != 0;
-    masked_ = (header_[1] & 0x80) != 0;
-    const std::uint8_t len7 = header_[1] & 0x7f;
-    std::size_t at = 2;
-    std::uint64_t len = len7;
-    if (len7 == 126) {
-      len = (std::uint64_t{header_[2]} << 8) | header_[3];
-      at = 4;
-    } else if (len7 == 127) {
-      len = 0;
-      for (int i = 0; i < 8; ++i) len = (len << 8) | header_[2 + i];
-      at = 10;
-    }
-    if (masked_) std::memcpy(mask_, header_ + at, 4);
-    if (opcode_ == kOpText) return "a text frame";
-    if (opcode_ >= kOpClose) {
-      if (opcode_ > kOpPong) return "unknown control opcode " + std::to_string(opcode_);
-      if (!fin || len > 125) return "bad control frame";
-    } else if (opcode_ != kOpBinary && opcode_ != kOpContinuation) {
-      return "unknown opcode " + std::to_string(opcode_);
-    }
-    remaining_ = len;
-    offset_ = 0;
-    in_payload_ = true;
-    control_.clear();
-    return {};
-  }
-
-  void finish_frame(const ControlFn& control) {
-    in_payload_ = false;
-    header_len_ = 0;
-    if (opcode_ >= kOpClose) control(opcode_, control_);
-  }
-
-  std::uint8_t header_[14]{};
-  std::size_t header_len_ = 0;
-  bool in_payload_ = false;
-  std::uint8_t opcode_ = 0;
-  bool masked_ = false;
-  std::uint8_t mask_[4]{};
-  std::uint64_t remaining_ = 0;
-  std::uint64_t offset_ = 0;
-  std::string control_;
-};
-
-std::string base64(const std::uint8_t* p, std::size_t n) {
-  std::string out(4 * ((n + 2) / 3) + 1, '\0');
-  const int len =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), p, static_cast<int>(n));
-  out.resize(static_cast<std::size_t>(len));
-  return out;
-}
-
-// Sec-WebSocket-Accept for a Sec-WebSocket-Key.
-std::string accept_key(const std::string& key) {
-  const std::string text = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-  std::uint8_t digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  return base64(digest, sizeof digest);
-}
+// WebSocket framing, the upgrade and the TLS client are bench/support's (WsFrame, TlsClient).
+using ws::append_frame;
+using ws::FrameParser;
+using ws::kOpBinary;
+using ws::kOpClose;
+using ws::kOpPing;
+using ws::kOpPong;
 
 // ---- the payload pattern ------------------------------------------------------------------
 
@@ -427,15 +277,6 @@ bool matches_pattern(const std::uint8_t* p, std::size_t n, std::uint64_t stream_
 // ---- connections --------------------------------------------------------------------------
 
 enum class Io { kOk, kWouldBlock, kEof, kError };
-
-std::string ssl_error_text() {
-  const unsigned long e = ERR_get_error();
-  if (e == 0) return "TLS error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return buf;
-}
 
 struct Conn {
   std::string name;  // "device" or "viewer"
@@ -476,11 +317,7 @@ struct Conn {
 
   Io read_some(std::uint8_t* buf, std::size_t cap, std::size_t& got) {
     got = 0;
-    if (ssl != nullptr) {
-      ERR_clear_error();
-      if (SSL_read_ex(ssl, buf, cap, &got) == 1) return Io::kOk;
-      return ssl_failure(SSL_get_error(ssl, 0));
-    }
+    if (ssl != nullptr) return tls_result(tls_read(ssl, buf, cap, got));
     const ssize_t n = ::recv(fd, buf, cap, 0);
     if (n > 0) {
       got = static_cast<std::size_t>(n);
@@ -492,11 +329,7 @@ struct Conn {
 
   Io write_some(const std::uint8_t* buf, std::size_t n, std::size_t& put) {
     put = 0;
-    if (ssl != nullptr) {
-      ERR_clear_error();
-      if (SSL_write_ex(ssl, buf, n, &put) == 1) return Io::kOk;
-      return ssl_failure(SSL_get_error(ssl, 0));
-    }
+    if (ssl != nullptr) return tls_result(tls_write(ssl, buf, n, put));
     const ssize_t w = ::send(fd, buf, n, MSG_NOSIGNAL);
     if (w >= 0) {
       put = static_cast<std::size_t>(w);
@@ -505,12 +338,16 @@ struct Conn {
     return errno_failure();
   }
 
-  Io ssl_failure(int e) {
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return Io::kWouldBlock;
-    if (e == SSL_ERROR_ZERO_RETURN) return Io::kEof;
-    if (e == SSL_ERROR_SYSCALL && errno != 0 && errno != EAGAIN) return errno_failure();
-    if (e == SSL_ERROR_SYSCALL) return Io::kEof;
-    error = ssl_error_text();
+  Io tls_result(TlsIo r) {
+    switch (r) {
+      case TlsIo::kOk: return Io::kOk;
+      case TlsIo::kWantRead:
+      case TlsIo::kWantWrite: return Io::kWouldBlock;
+      case TlsIo::kClosed: return Io::kEof;
+      case TlsIo::kSysError: return errno_failure();
+      case TlsIo::kTlsError: break;
+    }
+    error = tls_error_text();
     return Io::kError;
   }
 
@@ -724,43 +561,22 @@ bool run_loop(const std::vector<Conn*>& conns, const std::function<bool()>& done
 // ---- opening ends -------------------------------------------------------------------------
 
 struct Tls {
-  SSL_CTX* device = nullptr;
-  SSL_CTX* viewer = nullptr;
-  ~Tls() {
-    SSL_CTX_free(device);
-    SSL_CTX_free(viewer);
-  }
+  ssl::SslCtxPtr device;
+  ssl::SslCtxPtr viewer;
 };
 
-SSL_CTX* make_ssl_ctx(const Options& o, bool with_cert, std::string& error) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (ctx == nullptr) {
-    error = ssl_error_text();
-    return nullptr;
+ssl::SslCtxPtr make_ssl_ctx(const Options& o, bool with_cert, std::string& error) {
+  TlsClientConfig config;
+  config.ca_file = o.ca_file;
+  if (with_cert) {
+    config.cert_file = o.cert_file;
+    config.key_file = o.key_file;
   }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
   // Several records per read: fewer system calls in the pump.
-  SSL_CTX_set_read_ahead(ctx, 1);
-  SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
-  if (!o.ca_file.empty()) {
-    if (SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) {
-      error = "cannot load " + o.ca_file + ": " + ssl_error_text();
-      SSL_CTX_free(ctx);
-      return nullptr;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  }
-  if (with_cert && !o.cert_file.empty()) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-      error = "cannot load " + o.cert_file + " / " + o.key_file + ": " + ssl_error_text();
-      SSL_CTX_free(ctx);
-      return nullptr;
-    }
-  }
-  return ctx;
+  config.read_ahead = true;
+  config.read_buffer_len = 64 * 1024;
+  config.ignore_unexpected_eof = true;
+  return make_tls_client_ctx(config, error);
 }
 
 bool wait_fd(int fd, short events, Clock::time_point deadline) {
@@ -821,26 +637,16 @@ bool tls_handshake(Conn& c, SSL_CTX* ctx, const std::string& host, Clock::time_p
                    std::string& error) {
   c.ssl = SSL_new(ctx);
   SSL_set_fd(c.ssl, c.fd);
-  in6_addr addr6{};
-  in_addr addr4{};
-  if (inet_pton(AF_INET, host.c_str(), &addr4) == 1 ||
-      inet_pton(AF_INET6, host.c_str(), &addr6) == 1) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c.ssl), host.c_str());
-  } else {
-    SSL_set_tlsext_host_name(c.ssl, host.c_str());
-    SSL_set1_host(c.ssl, host.c_str());
-  }
+  tls_expect_host(c.ssl, host);
   for (;;) {
-    ERR_clear_error();
-    const int r = SSL_connect(c.ssl);
-    if (r == 1) return true;
-    const int e = SSL_get_error(c.ssl, r);
+    const TlsIo r = tls_connect(c.ssl);
+    if (r == TlsIo::kOk) return true;
     short events = 0;
-    if (e == SSL_ERROR_WANT_READ) events = POLLIN;
-    if (e == SSL_ERROR_WANT_WRITE) events = POLLOUT;
+    if (r == TlsIo::kWantRead) events = POLLIN;
+    if (r == TlsIo::kWantWrite) events = POLLOUT;
     if (events == 0) {
       const long verify = SSL_get_verify_result(c.ssl);
-      error = "TLS handshake with " + host + ": " + ssl_error_text() +
+      error = "TLS handshake with " + host + ": " + tls_error_text() +
               (verify != X509_V_OK ? std::string(" (") + X509_verify_cert_error_string(verify) + ")"
                                    : "");
       return false;
@@ -854,17 +660,9 @@ bool tls_handshake(Conn& c, SSL_CTX* ctx, const std::string& host, Clock::time_p
 
 bool ws_upgrade(Conn& c, const Endpoint& ep, const std::string& subprotocol,
                 Clock::time_point deadline, std::string& error) {
-  std::uint8_t nonce[16];
-  RAND_bytes(nonce, sizeof nonce);
-  const std::string key = base64(nonce, sizeof nonce);
-  const std::string host =
-      (ep.host.find(':') != std::string::npos ? "[" + ep.host + "]" : ep.host) + ":" +
-      std::to_string(ep.port);
+  const std::string key = ws::new_upgrade_key();
   const std::string request =
-      "GET " + ep.target + " HTTP/1.1\r\nHost: " + host +
-      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: " +
-      key + "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " + subprotocol + "\r\n\r\n";
+      ws::upgrade_request(ep.target, ws::host_header(ep.host, ep.port), key, subprotocol);
   c.tx.assign(request.begin(), request.end());
   c.tx_off = 0;
   while (c.writing()) {
@@ -902,21 +700,9 @@ bool ws_upgrade(Conn& c, const Endpoint& ep, const std::string& subprotocol,
       return false;
     }
   }
-  const std::string head = response.substr(0, end);
   c.pending_rx.assign(response.begin() + static_cast<std::ptrdiff_t>(end + 4), response.end());
-  if (head.rfind("HTTP/1.1 101", 0) != 0) {
-    error = "upgrade refused: " + head.substr(0, head.find("\r\n"));
-    return false;
-  }
-  std::string lower = head;
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  const std::string expected = accept_key(key);
-  const std::size_t at = lower.find("\r\nsec-websocket-accept:");
-  if (at == std::string::npos || head.find(expected, at) == std::string::npos) {
-    error = "the upgrade answer has no matching Sec-WebSocket-Accept";
-    return false;
-  }
+  error = ws::check_upgrade_answer(std::string_view(response).substr(0, end), key);
+  if (!error.empty()) return false;
   c.ws = true;
   return true;
 }
@@ -948,12 +734,12 @@ class Pump {
     viewer->name = "viewer";
     viewer->mask_seed = 91;
     if (dev_ep->kind != EndKind::kListen) {
-      if (!connect_end(*device, *dev_ep, tls_.device, "tether.tunnel.v1", deadline, error)) {
+      if (!connect_end(*device, *dev_ep, tls_.device.get(), "tether.tunnel.v1", deadline, error)) {
         return "device end: " + error;
       }
     }
     if (view_ep->kind != EndKind::kListen) {
-      if (!connect_end(*viewer, *view_ep, tls_.viewer, "binary", deadline, error)) {
+      if (!connect_end(*viewer, *view_ep, tls_.viewer.get(), "binary", deadline, error)) {
         return "viewer end: " + error;
       }
     }
@@ -1029,7 +815,10 @@ class Pump {
     samples.reserve(count);
     for (std::uint64_t i = 0; i < count; ++i) {
       const auto t0 = Clock::now();
-      for (auto [from, to] : {std::pair{&device, &viewer}, std::pair{&viewer, &device}}) {
+      for (const auto& leg : {std::pair{&device, &viewer}, std::pair{&viewer, &device}}) {
+        // Not a structured binding: clang 14 cannot capture one in the lambda below.
+        Conn* const from = leg.first;
+        Conn* const to = leg.second;
         const std::uint64_t want = to->received + kSize;
         from->queue_data(pattern() + (i * kSize) % kPatternPeriod, kSize);
         handle_writable(*from);
@@ -1138,9 +927,9 @@ int run(const Options& o) {
   Tls tls;
   std::string error;
   tls.device = make_ssl_ctx(o, true, error);
-  if (tls.device == nullptr) return fail(error);
+  if (!tls.device) return fail(error);
   tls.viewer = make_ssl_ctx(o, false, error);
-  if (tls.viewer == nullptr) return fail(error);
+  if (!tls.viewer) return fail(error);
 
   const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
@@ -1247,76 +1036,31 @@ int self_test() {
     check(!parse_endpoint(bad, error), std::string("endpoint refused: ") + bad);
   }
 
-  // The RFC 6455 example handshake.
-  check(accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "accept key");
-
-  // Masking in pieces equals masking at once.
-  {
-    const std::uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
-    std::vector<std::uint8_t> whole(1000), pieces;
-    for (std::size_t i = 0; i < whole.size(); ++i) whole[i] = static_cast<std::uint8_t>(i * 7);
-    pieces = whole;
-    mask_bytes(whole.data(), whole.size(), key, 0);
-    std::size_t at = 0;
-    for (std::size_t step : {1u, 3u, 8u, 13u, 100u, 875u}) {
-      mask_bytes(pieces.data() + at, step, key, at);
-      at += step;
-    }
-    check(at == pieces.size() && whole == pieces, "masking in pieces");
-    for (std::size_t i = 0; i < whole.size(); ++i) {
-      if (whole[i] != static_cast<std::uint8_t>((i * 7) ^ key[i % 4])) {
-        check(false, "mask value at " + std::to_string(i));
-        break;
-      }
-    }
-  }
-
-  // Frames round-trip through the parser, whole and split anyhow.
-  for (std::size_t size : {0u, 1u, 125u, 126u, 127u, 65535u, 65536u, 70001u}) {
-    std::vector<std::uint8_t> wire;
-    const std::uint8_t key[4] = {1, 2, 3, 4};
-    const std::uint8_t* payload = pattern() + size;
-    append_frame(wire, kOpPing, reinterpret_cast<const std::uint8_t*>("hi"), 2, key);
-    append_frame(wire, kOpBinary, payload, size, size % 2 ? key : nullptr);
-    append_frame(wire, kOpClose, reinterpret_cast<const std::uint8_t*>("\x03\xe8"), 2, nullptr);
-    for (std::size_t step : {wire.size(), std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
-      std::vector<std::uint8_t> copy = wire;
+  // The framing itself is unit-tested with bench/support (WsFrameTest.cpp); here, that the
+  // pump's own frames (masked, pattern payloads) parse back whole and split anyhow.
+  for (std::size_t size : {0u, 1u, 125u, 126u, 65536u, 70001u}) {
+    Conn c;
+    c.ws = true;
+    c.queue_data(pattern() + size, size);
+    c.queue_close();
+    for (std::size_t step : {c.tx.size(), std::size_t{1}, std::size_t{7}, std::size_t{4096}}) {
+      std::vector<std::uint8_t> copy = c.tx;
       FrameParser parser;
       std::vector<std::uint8_t> got;
-      std::vector<std::pair<int, std::string>> controls;
+      int closes = 0;
       std::string e;
       for (std::size_t at = 0; at < copy.size() && e.empty(); at += step) {
         e = parser.feed(
             copy.data() + at, std::min(step, copy.size() - at),
             [&](const std::uint8_t* p, std::size_t n) { got.insert(got.end(), p, p + n); },
-            [&](std::uint8_t op, std::string_view pl) { controls.emplace_back(op, pl); });
+            [&](std::uint8_t op, std::string_view pl) {
+              closes += op == kOpClose && pl == "\x03\xe8";
+            });
       }
-      check(e.empty(), "frame parse error " + e);
-      check(got.size() == size && std::equal(got.begin(), got.end(), payload),
-            "payload of " + std::to_string(size) + " in steps of " + std::to_string(step));
-      check(controls.size() == 2 && controls[0] == std::pair<int, std::string>(kOpPing, "hi") &&
-                controls[1] == std::pair<int, std::string>(kOpClose, "\x03\xe8"),
-            "control frames around " + std::to_string(size));
+      check(e.empty() && closes == 1 && got.size() == size &&
+                std::equal(got.begin(), got.end(), pattern() + size),
+            "pump frames of " + std::to_string(size) + " in steps of " + std::to_string(step));
     }
-  }
-  // Frames the tunnel never carries.
-  {
-    auto refused = [&](std::vector<std::uint8_t> wire) {
-      FrameParser parser;
-      return !parser
-                  .feed(
-                      wire.data(), wire.size(), [](const std::uint8_t*, std::size_t) {},
-                      [](std::uint8_t, std::string_view) {})
-                  .empty();
-    };
-    std::vector<std::uint8_t> text;
-    append_frame(text, kOpText, reinterpret_cast<const std::uint8_t*>("x"), 1, nullptr);
-    check(refused(text), "text frame refused");
-    check(refused({0xc2, 0x00}), "reserved bit refused");
-    std::vector<std::uint8_t> long_ping;
-    append_frame(long_ping, kOpPing, pattern(), 126, nullptr);
-    check(refused(long_ping), "long control frame refused");
-    check(refused({0x09, 0x00}), "fragmented ping refused");
   }
   // The pattern notices a changed, lost or repeated byte.
   {

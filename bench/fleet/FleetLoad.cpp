@@ -61,10 +61,10 @@
 #include <vector>
 
 #include "agent/DeviceIdentity.h"
+#include "bench/support/KeepAliveHttps.h"
 #include "bench/support/TlsClient.h"
 #include "bench/support/WsFrame.h"
 #include "common/FileIo.h"
-#include "platform/HttpsClient.h"
 #include "platform/Pki.h"
 
 namespace tether::bench {
@@ -357,46 +357,42 @@ std::string trim(std::string s) {
   return s;
 }
 
-// Enrolls devices first, first + step, ... below count into `out`; returns how many, or -1
-// after the first failure (the ones before it are kept).
-long enroll_some(const std::pair<std::string, int>& hp, const TlsTrust& trust,
+// Enrolls devices first, first + step, ... below count into `out`, over one kept-alive
+// connection; returns how many, or -1 after the first failure (the ones before it are kept).
+long enroll_some(const std::pair<std::string, int>& hp, const std::string& ca_file,
                  const std::string& admin, std::size_t first, std::size_t step, std::size_t count,
                  std::ostream& out) {
+  KeepAliveHttps http(hp.first, static_cast<std::uint16_t>(hp.second), ca_file);
   long made = 0;
   for (std::size_t i = first; i < count; i += step) {
-    HttpsRequest create;
-    create.method = "POST";
-    create.path = "/api/v1/enroll-tokens";
-    create.headers = {{"Authorization", "Bearer " + admin}, {"Content-Type", "application/json"}};
-    create.body = "{}";
-    auto created = https_request(hp.first, hp.second, trust, create);
-    if (!created.ok() || created->status != 201) {
-      std::cerr << "token " << i << ": " << (created.ok() ? created->body : created.error().message)
-                << "\n";
+    HttpAnswer created;
+    std::string error;
+    if (!http.request("POST", "/api/v1/enroll-tokens",
+                      {{"Authorization", "Bearer " + admin}, {"Content-Type", "application/json"}},
+                      "{}", created, error) ||
+        created.status != 201) {
+      std::cerr << "token " << i << ": " << (error.empty() ? created.body : error) << "\n";
       return -1;
     }
-    const std::string token_text = json::parse(created->body).value("token", "");
+    const std::string token_text = json::parse(created.body).value("token", "");
     const std::string secret = token_text.substr(token_text.rfind('.') + 1);
     auto identity = agent::DeviceIdentity::generate();
     if (!identity.ok()) return -1;
     auto csr = pki::make_csr_pem(identity->key(), identity->device_id());
     if (!csr.ok()) return -1;
-    HttpsRequest req;
-    req.method = "POST";
-    req.path = "/api/v1/enroll";
-    req.headers = {{"Content-Type", "application/json"}};
-    req.body = json{{"secret", secret},
-                    {"csr_pem", *csr},
-                    {"hostname", "fleet-" + std::to_string(i)},
-                    {"macs", json::array()}}
-                   .dump();
-    auto enrolled = https_request(hp.first, hp.second, trust, req);
-    if (!enrolled.ok() || enrolled->status != 201) {
-      std::cerr << "enroll " << i << ": "
-                << (enrolled.ok() ? enrolled->body : enrolled.error().message) << "\n";
+    const std::string body = json{
+        {"secret", secret},
+        {"csr_pem", *csr},
+        {"hostname", "fleet-" + std::to_string(i)},
+        {"macs", json::array()}}.dump();
+    HttpAnswer enrolled;
+    if (!http.request("POST", "/api/v1/enroll", {{"Content-Type", "application/json"}}, body,
+                      enrolled, error) ||
+        enrolled.status != 201) {
+      std::cerr << "enroll " << i << ": " << (error.empty() ? enrolled.body : error) << "\n";
       return -1;
     }
-    auto cert = pki::certificate_from_pem(json::parse(enrolled->body).value("certificate_pem", ""));
+    auto cert = pki::certificate_from_pem(json::parse(enrolled.body).value("certificate_pem", ""));
     if (!cert.ok()) return -1;
     unsigned char* kd = nullptr;
     unsigned char* cd = nullptr;
@@ -437,8 +433,7 @@ int enroll(const Args& args) {
               << std::endl;
     return 0;
   }
-  TlsTrust trust;
-  trust.ca_pem = *ca_pem;
+  const std::string ca_file = args.get("ca-file");
   const auto t0 = now_ms();
   const auto workers = std::min<std::size_t>(static_cast<std::size_t>(*jobs), total - have);
   std::vector<pid_t> pids;
@@ -453,7 +448,7 @@ int enroll(const Args& args) {
       // Unbuffered: the parent counts the lines written so far to show progress.
       std::ofstream part(path + ".part" + std::to_string(k), std::ios::trunc);
       part << std::unitbuf;
-      const long made = enroll_some(*hp, trust, admin, have + k, workers, total, part);
+      const long made = enroll_some(*hp, ca_file, admin, have + k, workers, total, part);
       part.flush();
       ::_exit(made >= 0 && part ? 0 : 1);
     }

@@ -1,6 +1,7 @@
 """bench/fleet: the load generator's own checks (--self-test: argument and duration parsing,
 source ranges, WebSocket framing, envelopes), its refusal of bad arguments, and the driver's
-arithmetic (count plan under an fd limit, attempts per second, storm shape). No servers."""
+arithmetic (count plan under an fd limit, attempts per second, storm shape), and its enroll
+command against a real tether-server."""
 
 import json
 import subprocess
@@ -69,3 +70,45 @@ def test_attempts_per_second_from_cumulative_stats():
     assert fleet.storm_shape([(0, 10), (1, 20)], width=2) == "10 20 (per s, 1-s slices)"
     assert fleet.per_connection_kb(12_000, 2_000, 1_000) == 10.0
     assert fleet.per_connection_kb(12_000, 2_000, 0) is None
+
+
+def test_enrollment_by_several_workers_against_a_real_server(tmp_path):
+    """The enroll command against tether-server: every identity is a distinct device the
+    server knows, with a certificate from its CA; a second run with a larger count adds only
+    the missing ones (kept-alive connections, four workers)."""
+    from tether_harness import Server  # tests/integration: on the path through benchlib
+
+    state = tmp_path / "server"
+    state.mkdir(mode=0o700)
+    server = Server(state, extra_args=["--set", "enroll.rate_per_minute=100000"]).start()
+    ids = tmp_path / "identities.txt"
+    try:
+        def enroll(count):
+            proc = subprocess.run(
+                [generator(), "enroll", "--server", f"127.0.0.1:{server.port}", "--ca-file",
+                 str(server.ca_file), "--admin-token", str(server.token_file), "--identities",
+                 str(ids), "--count", str(count), "--jobs", "4"],
+                capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        first = enroll(10)
+        assert first["new"] == 10 and first["jobs"] == 4
+        second = enroll(13)
+        assert second["new"] == 3 and second["have"] == 13
+        assert not list(tmp_path.glob("identities.txt.part*"))
+        lines = ids.read_text().splitlines()
+        device_ids = {line.split()[0] for line in lines}
+        assert len(lines) == 13 and len(device_ids) == 13
+        listed = json.loads(server.ctl("devices", "--json", check=True).stdout)["devices"]
+        assert {d["id"] for d in listed} == device_ids
+        for n, line in enumerate(lines[:3]):
+            der, pem = tmp_path / f"c{n}.der", tmp_path / f"c{n}.pem"
+            der.write_bytes(bytes.fromhex(line.split()[2]))
+            subprocess.run(["openssl", "x509", "-inform", "DER", "-in", str(der), "-out",
+                            str(pem)], check=True, capture_output=True)
+            verify = subprocess.run(["openssl", "verify", "-CAfile", str(server.ca_file),
+                                     str(pem)], capture_output=True, text=True)
+            assert verify.returncode == 0 and ": OK" in verify.stdout, verify.stdout + verify.stderr
+    finally:
+        server.stop()

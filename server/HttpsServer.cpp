@@ -238,8 +238,9 @@ void HttpsServer::load_client_cas(SSL_CTX* ctx) {
   SSL_CTX_set_num_tickets(ctx, 0);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-  // Read and write buffers only while a record is in flight: an idle connection holds none.
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // Not SSL_MODE_RELEASE_BUFFERS: an idle connection's memory hardly changes with it
+  // (bench/fleet: OpenSSL 3 already holds no record buffers between records there), and a
+  // shadowing tunnel would free and allocate them for every record.
 }
 
 int HttpsServer::http_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,

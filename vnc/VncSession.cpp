@@ -8,10 +8,22 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "common/Log.h"
 
 namespace tether::vnc {
+
+namespace {
+
+// CPU time this thread has used (the session is one thread).
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+}  // namespace
 
 VncSession::VncSession(const VncOptions& options) : options_(options) {}
 
@@ -126,17 +138,22 @@ Result<void> VncSession::handle_x_events() {
 Result<bool> VncSession::grab_if_wanted() {
   if (!source_->has_damage() || !server_->wants_update()) return false;
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_grab_ < kMinGrabInterval) return false;  // poll_timeout_ms() wakes us
+  if (now - last_grab_ < grab_interval()) return false;  // poll_timeout_ms() wakes us
   last_grab_ = now;
   TETHER_ASSIGN_OR_RETURN(std::vector<Rect> grabbed, source_->grab_damage());
   for (const Rect& r : grabbed) server_->mark_modified(r);
   return !grabbed.empty();
 }
 
+std::chrono::steady_clock::duration VncSession::grab_interval() const {
+  return std::max<std::chrono::steady_clock::duration>(kMinGrabInterval,
+                                                       kMaxCpuShareDivisor * last_update_cpu_);
+}
+
 int VncSession::poll_timeout_ms() const {
   int timeout = cursor_retry_pending_ ? kCursorRetryMs : -1;
   if (source_->has_damage() && server_->wants_update()) {
-    const auto due = last_grab_ + kMinGrabInterval - std::chrono::steady_clock::now();
+    const auto due = last_grab_ + grab_interval() - std::chrono::steady_clock::now();
     // Rounded up: waking a little early would only mean another wait.
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(due).count();
     const int grab_in = ms > 0 ? static_cast<int>(ms) : 0;
@@ -176,8 +193,12 @@ Result<void> VncSession::run(UniqueFd socket) {
     // Read what the viewer sent first: an update request that just arrived is what makes
     // a grab worth doing; then send what the grab found.
     server_->process();
+    const auto cpu_before = thread_cpu_time();
     TETHER_ASSIGN_OR_RETURN(bool grabbed, grab_if_wanted());
-    if (grabbed) server_->process();
+    if (grabbed) {
+      server_->process();
+      last_update_cpu_ = thread_cpu_time() - cpu_before;
+    }
     XFlush(dpy);
     if (server_->client_gone()) break;
     if (XPending(dpy) > 0) continue;  // events queued while we worked: no wait

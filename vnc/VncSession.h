@@ -41,7 +41,7 @@ class VncSession {
   [[nodiscard]] Result<void> init();
   [[nodiscard]] Result<void> handle_x_events();
   // Grabs the damaged areas when the viewer waits for an update and the last grab is
-  // kMinGrabInterval ago; true when it did.
+  // grab_interval() ago; true when it did.
   [[nodiscard]] Result<bool> grab_if_wanted();
   // How long poll() may wait: -1 (for ever) unless a grab or a cursor retry is due.
   [[nodiscard]] int poll_timeout_ms() const;
@@ -60,7 +60,14 @@ class VncSession {
   // each frame are not spent on intermediate ones. A change after a quiet spell still goes
   // out at once.
   static constexpr std::chrono::milliseconds kMinGrabInterval{50};
+  // And at most half of a core goes to updates: after an update that took W of CPU (grab and
+  // encoding) the next grab waits at least 2·W. A thin client's own session needs the
+  // rest; an expensive picture (a photo dragged around, ZRLE) then goes out less often, in
+  // the same quality (bench/session).
+  static constexpr int kMaxCpuShareDivisor = 2;
+  [[nodiscard]] std::chrono::steady_clock::duration grab_interval() const;
   std::chrono::steady_clock::time_point last_grab_{};
+  std::chrono::nanoseconds last_update_cpu_{0};
 
   static constexpr int kCursorRetries = 5;
   static constexpr int kCursorRetryMs = 50;

@@ -27,7 +27,7 @@ constexpr std::size_t kLinkRxLimit = 2 * 1024 * 1024;
 constexpr const char* kLinkSubprotocol = "tether.gateway.v1";
 constexpr const char* kChannelPaths[2] = {"/up", "/link"};
 constexpr std::size_t kHttpChunk = 16 * 1024;
-constexpr int kUpCloseTimeoutSeconds = 5;
+constexpr std::chrono::seconds kUpCloseTimeout{5};
 constexpr int kHttpWriteTimeoutSeconds = 60;
 
 HttpsServer* owner(lws* wsi) {
@@ -159,6 +159,7 @@ void HttpsServer::stop() {
   // device's requests) are for connections that are closing too: drop them.
   stopping_ = true;
   exchange_timer_.reset();
+  close_timer_.reset();
   if (keepalive_) keepalive_->stop();
   context_.reset();
   keepalive_.reset();
@@ -219,6 +220,7 @@ Status HttpsServer::start() {
                                               " (see the messages above)");
   }
   exchange_timer_ = std::make_unique<LwsTimer>(context_.get(), [this] { expire_exchanges(); });
+  close_timer_ = std::make_unique<LwsTimer>(context_.get(), [this] { cut_off_unclosed(); });
   keepalive_ = std::make_unique<KeepaliveWheel>(
       context_.get(),
       std::chrono::seconds(std::clamp<std::int64_t>(options_.ping_interval.count(), 1, 3600)));
@@ -714,7 +716,24 @@ void HttpsServer::close(ConnectionId connection, int code, const std::string& re
   }
   lws_callback_on_writable(conn.wsi);
   // A peer that never lets us write is cut off without the close frame.
-  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kUpCloseTimeoutSeconds);
+  conn.close_deadline = SteadyClock::now() + kUpCloseTimeout;
+  if (close_timer_ && !close_timer_->pending()) close_timer_->schedule(std::chrono::seconds(1));
+}
+
+void HttpsServer::cut_off_unclosed() {
+  const auto now = SteadyClock::now();
+  bool waiting = false;
+  for (auto& [id, conn] : up_) {
+    if (!conn.closing || conn.cut_off) continue;
+    if (conn.close_deadline > now) {
+      waiting = true;
+      continue;
+    }
+    conn.cut_off = true;
+    // Due now: lws puts it at the head of its timer list, no walk over the others.
+    lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  }
+  if (waiting) close_timer_->schedule(std::chrono::seconds(1));
 }
 
 }  // namespace tether::server

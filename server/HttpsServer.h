@@ -107,6 +107,8 @@ class HttpsServer final : public UpTransport {
     std::list<std::string> queue;
     std::size_t queued_bytes = 0;
     std::optional<std::pair<int, std::string>> closing;
+    SteadyClock::time_point close_deadline{};  // cut off if still open then
+    bool cut_off = false;
     std::string rx;
     bool rx_discarding = false;
   };
@@ -165,6 +167,12 @@ class HttpsServer final : public UpTransport {
   LwsContextPtr context_;
   // Declared after the context: destroyed (cancelled) before it.
   std::unique_ptr<LwsTimer> exchange_timer_;
+  // Cuts off closing channels whose peer did not let the close through in time. One timer
+  // for all: an lws timeout per channel is a sorted insert that walks every pending one,
+  // O(n²) when a stopping server closes all its channels at once. (lws's own close
+  // handshake still inserts one per channel: docs/benchmarks.md, fleet, Restart.)
+  std::unique_ptr<LwsTimer> close_timer_;
+  void cut_off_unclosed();
 };
 
 }  // namespace tether::server

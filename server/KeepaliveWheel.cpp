@@ -55,7 +55,7 @@ void KeepaliveWheel::remove(WsKeepalive& ka) noexcept {
   ka.wsi = nullptr;
 }
 
-void KeepaliveWheel::heard(WsKeepalive& ka) const noexcept {
+void KeepaliveWheel::heard(WsKeepalive& ka) noexcept {
   ka.last_heard_ms = now_ms();
   ka.ping_sent = false;
 }

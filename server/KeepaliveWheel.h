@@ -43,7 +43,7 @@ class KeepaliveWheel {
   // LWS_CALLBACK_CLOSED (safe when never added or already removed).
   static void remove(WsKeepalive& ka) noexcept;
   // Anything received (a message piece, a pong): the peer is alive.
-  void heard(WsKeepalive& ka) const noexcept;
+  static void heard(WsKeepalive& ka) noexcept;
   // LWS_CALLBACK_SERVER_WRITEABLE, before the protocol writes: writes a due ping and asks
   // for another WRITEABLE for the protocol's own data. False when lws could not write it
   // (the connection should be closed).

@@ -121,59 +121,63 @@ class TlsClientLoopbackTest : public ::testing::Test {
     return TlsIo::kWantRead;
   }
 
+  // A client trusting the server's certificate on fds_[0], the server on fds_[1].
+  void make_pair() {
+    TlsClientConfig config;
+    config.ca_file = ca_path_;
+    std::string error;
+    client_ctx_ = make_tls_client_ctx(config, error);
+    ASSERT_TRUE(client_ctx_) << error;
+    client_.reset(SSL_new(client_ctx_.get()));
+    server_.reset(SSL_new(server_ctx_.get()));
+    SSL_set_fd(client_.get(), fds_[0]);
+    SSL_set_fd(server_.get(), fds_[1]);
+  }
+
   ssl::SslCtxPtr server_ctx_;
+  ssl::SslCtxPtr client_ctx_;
+  ssl::SslPtr client_;
+  ssl::SslPtr server_;
   std::string ca_path_;
   int fds_[2]{-1, -1};
 };
 
 TEST_F(TlsClientLoopbackTest, HandshakeReadWriteAndClose) {
-  TlsClientConfig config;
-  config.ca_file = ca_path_;
-  std::string error;
-  auto ctx = make_tls_client_ctx(config, error);
-  ASSERT_TRUE(ctx) << error;
-  ssl::SslPtr client(SSL_new(ctx.get()));
-  ssl::SslPtr server(SSL_new(server_ctx_.get()));
-  SSL_set_fd(client.get(), fds_[0]);
-  SSL_set_fd(server.get(), fds_[1]);
-  tls_expect_host(client.get(), "127.0.0.1");
+  ASSERT_NO_FATAL_FAILURE(make_pair());
+  SSL* client = client_.get();
+  SSL* server = server_.get();
+  tls_expect_host(client, "127.0.0.1");
 
-  EXPECT_EQ(tls_connect(client.get()), TlsIo::kWantRead);  // the hello is out, no answer yet
-  ASSERT_EQ(handshake(client.get(), server.get()), TlsIo::kOk) << tls_error_text();
+  EXPECT_EQ(tls_connect(client), TlsIo::kWantRead);  // the hello is out, no answer yet
+  ASSERT_EQ(handshake(client, server), TlsIo::kOk) << tls_error_text();
 
   char buf[64];
   std::size_t got = 0;
 
   std::size_t put = 0;
-  ASSERT_EQ(tls_write(client.get(), "hello", 5, put), TlsIo::kOk);
+  ASSERT_EQ(tls_write(client, "hello", 5, put), TlsIo::kOk);
   EXPECT_EQ(put, 5u);
   std::size_t n = 0;
-  ASSERT_EQ(SSL_read_ex(server.get(), buf, sizeof buf, &n), 1);
+  ASSERT_EQ(SSL_read_ex(server, buf, sizeof buf, &n), 1);
   EXPECT_EQ(std::string(buf, n), "hello");
 
-  EXPECT_EQ(tls_read(client.get(), buf, sizeof buf, got), TlsIo::kWantRead);
+  EXPECT_EQ(tls_read(client, buf, sizeof buf, got), TlsIo::kWantRead);
   EXPECT_EQ(got, 0u);
-  ASSERT_EQ(SSL_write_ex(server.get(), "world", 5, &n), 1);
-  ASSERT_EQ(tls_read(client.get(), buf, sizeof buf, got), TlsIo::kOk);
+  ASSERT_EQ(SSL_write_ex(server, "world", 5, &n), 1);
+  ASSERT_EQ(tls_read(client, buf, sizeof buf, got), TlsIo::kOk);
   EXPECT_EQ(std::string(buf, got), "world");
 
-  (void)SSL_shutdown(server.get());
-  EXPECT_EQ(tls_read(client.get(), buf, sizeof buf, got), TlsIo::kClosed);
+  (void)SSL_shutdown(server);
+  EXPECT_EQ(tls_read(client, buf, sizeof buf, got), TlsIo::kClosed);
 }
 
 TEST_F(TlsClientLoopbackTest, TheWrongNameFailsTheHandshake) {
-  TlsClientConfig config;
-  config.ca_file = ca_path_;
-  std::string error;
-  auto ctx = make_tls_client_ctx(config, error);
-  ASSERT_TRUE(ctx) << error;
-  ssl::SslPtr client(SSL_new(ctx.get()));
-  ssl::SslPtr server(SSL_new(server_ctx_.get()));
-  SSL_set_fd(client.get(), fds_[0]);
-  SSL_set_fd(server.get(), fds_[1]);
-  tls_expect_host(client.get(), "127.0.0.2");
-  EXPECT_EQ(handshake(client.get(), server.get()), TlsIo::kTlsError);
-  EXPECT_EQ(SSL_get_verify_result(client.get()), X509_V_ERR_IP_ADDRESS_MISMATCH);
+  ASSERT_NO_FATAL_FAILURE(make_pair());
+  SSL* client = client_.get();
+  SSL* server = server_.get();
+  tls_expect_host(client, "127.0.0.2");
+  EXPECT_EQ(handshake(client, server), TlsIo::kTlsError);
+  EXPECT_EQ(SSL_get_verify_result(client), X509_V_ERR_IP_ADDRESS_MISMATCH);
   EXPECT_NE(tls_error_text(), "TLS error");
 }
 

@@ -69,7 +69,7 @@ TEST(KeepaliveWheel, AnAnswerKeepsAConnectionAndSilenceRemovesIt) {
   const std::int64_t t0 = KeepaliveWheel::now_ms();
   wheel.visit_next(t0 + 1'000);
   EXPECT_TRUE(answers.ping_due && silent.ping_due);
-  wheel.heard(answers);  // its pong
+  KeepaliveWheel::heard(answers);  // its pong
   EXPECT_FALSE(answers.ping_sent);
   EXPECT_GE(answers.last_heard_ms, t0);
   answers.last_heard_ms = t0 + 1'500;  // as if it came then (heard() reads the real clock)

@@ -156,6 +156,7 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
     if (!s.device_name.empty()) out["device_name"] = s.device_name;
     if (s.next_renewal != 0) out["next_renewal"] = s.next_renewal;
     if (running) out["shadow"] = s.shadow.empty() ? json(nullptr) : json(s.shadow);
+    if (!s.last_shadow.empty()) out["last_shadow"] = s.last_shadow;
   }
   // The discovery responder's counters (discovery.json, written by the running agent).
   if (auto text = read_file(discovery_stats_path(paths), 64 * 1024, true); text.ok()) {
@@ -231,6 +232,7 @@ int cmd_status(const StatePaths& paths, const ParsedArgs& args) {
   if (out.contains("shadow")) {
     line("Shadowing", out["shadow"].is_string() ? out["shadow"].get<std::string>() : "no");
   }
+  if (out.contains("last_shadow")) line("Last session", out["last_shadow"].get<std::string>());
   if (out.contains("certificate")) {
     const auto& c = out["certificate"];
     line("Certificate",

@@ -48,7 +48,7 @@ const ConfigSchema& agent_config_schema() {
       {.key = "connection.ping_interval",
        .type = SettingType::kDuration,
        .default_value = "30s",
-       .help = "ping the server when the channel has been idle this long; hang up after twice",
+       .help = "ping this long after the last pong (UP channel, tunnels); hang up after twice",
        .min = kSecond,
        .max = kHour},
       {.key = "connection.connect_timeout",

@@ -10,6 +10,7 @@
 #include "common/FileIo.h"
 #include "common/Log.h"
 #include "common/Version.h"
+#include "platform/ClockDiagnosis.h"
 #include "protocol/UpMessage.h"
 
 namespace tether::agent {
@@ -44,6 +45,20 @@ lws_protocols* agent_protocols() {
       {nullptr, nullptr, 0, 0, 0, nullptr, 0},
   };
   return table;
+}
+
+// Why the enrollment and trust records cannot be used, or "" (none yet is fine).
+std::string state_problem(const StatePaths& paths) {
+  auto enrollment = load_enrollment(paths);
+  if (!enrollment.ok()) return enrollment.error().message;
+  auto trust = load_trust(paths);
+  if (!trust.ok()) return trust.error().message;
+  if (*enrollment && trust->empty()) {
+    return paths.trust +
+           " is missing: this enrolled device cannot verify its server (restore "
+           "it, or enroll again with register --force)";
+  }
+  return "";
 }
 
 // Where this program is (tether-vnc and tether-shadow-ui are looked for beside it).
@@ -172,12 +187,22 @@ int AgentDaemon::control_callback(lws* wsi, lws_callback_reasons reason, void* u
     if (self != nullptr) self->handle_signals();
     return 0;
   }
+  // lws 4.1.6 sends WSI_DESTROY to a vhost's first protocol (this one), not to the wsi's own:
+  // an UP connection must hear of it, or one that lws frees without any other callback (a
+  // server refusing our certificate after a TLS 1.3 handshake) leaves it a dangling wsi.
+  if (reason == LWS_CALLBACK_WSI_DESTROY && lws_get_protocol(wsi) != nullptr &&
+      lws_get_protocol(wsi)->callback == &UpConnection::callback) {
+    return UpConnection::callback(wsi, reason, user, in, len);
+  }
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
 Status AgentDaemon::create_loop() {
   lws_context_creation_info info{};
   info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  // RFC 6455 §8.1: a text message or close reason that is not UTF-8 fails the channel (1007),
+  // checked by lws as it arrives (for client connections lws reads this from the context).
+  info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8;
   info.user = this;
   info.port = CONTEXT_PORT_NO_LISTEN;
   context_.reset(lws_create_context(&info));
@@ -252,6 +277,7 @@ void AgentDaemon::publish(const ChannelStatus& status) {
   s.device_name = device_name_;
   if (session_ && session_->next_renewal()) s.next_renewal = *session_->next_renewal();
   if (shadow_) s.shadow = shadow_->describe();
+  if (shadow_) s.last_shadow = shadow_->last_ended();
   auto written = write_status_file(paths_, s);
   if (!written.ok()) log::warning("cannot write the status file: " + written.error().message);
   std::string line;
@@ -402,6 +428,16 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
   client_->on_status = [this](const ChannelStatus& s) { publish(s); };
   client_->before_connect = [this] {
     if (!tls_->verify_error().empty()) log::warning(tls_->verify_error());
+    tls_->clear_verify_error();
+  };
+  // Our own check of the server's certificate, or the server's alert about ours, in words
+  // (a wrong clock makes either fail).
+  client_->explain_failure = [this](const std::string& why) {
+    if (!tls_->verify_error().empty()) return tls_->verify_error();
+    if (!tls_->peer_alert().empty()) {
+      return pki::peer_clock_diagnosis("alert " + tls_->peer_alert(), "the server");
+    }
+    return pki::peer_clock_diagnosis(why, "the server");
   };
   endpoint_ = endpoint_text;
   log::info("device " + identity_->device_id() + " enrolled with " + enrollment_->server_url +
@@ -442,6 +478,12 @@ int AgentDaemon::run() {
   auto identity = DeviceIdentity::load_or_create(paths_);
   if (!identity.ok()) {
     log::error("cannot start: " + identity.error().message);
+    return 1;
+  }
+  // A damaged enrollment or trust record is not "never enrolled": running on would look like
+  // a fresh device (and take a new registration over the old one). Refuse, naming the file.
+  if (auto problem = state_problem(paths_); !problem.empty()) {
+    log::error("cannot start: " + problem);
     return 1;
   }
   log::info(std::string("tether-agent ") + kVersion + " starting, device " + identity->device_id() +

@@ -1,6 +1,7 @@
 #include "agent/AgentSession.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "agent/CertRenewal.h"
 #include "agent/SystemInfo.h"
@@ -83,8 +84,11 @@ void AgentSession::reset_server_state() {
 void AgentSession::on_channel_message(std::string_view text) {
   auto env = protocol::parse_envelope(text);
   if (!env.ok()) {
-    // Without a readable id there is nobody to answer; the channel stays up.
-    log::warning("dropped a malformed message from the server: " + env.error().message);
+    // As the server does (docs/protocol.md §2.3): an error result, with id "0" when the id
+    // cannot be read; the channel stays up. The answer is a well-formed result, which no
+    // peer answers, so errors cannot bounce back and forth.
+    log::warning("refused a malformed message from the server: " + env.error().message);
+    send(protocol::make_error_result("0", env.error()));
     return;
   }
   auto body = protocol::decode_body(*env);
@@ -98,6 +102,15 @@ void AgentSession::on_channel_message(std::string_view text) {
   } else {
     handle_request(*env, *body);
   }
+}
+
+void AgentSession::on_channel_oversized() {
+  const std::size_t limit = protocol::up_json_limits().max_bytes;
+  log::warning("dropped a message from the server over the limit of " + std::to_string(limit) +
+               " bytes");
+  send(protocol::make_error_result(
+      "0", make_error(Errc::kTooLarge,
+                      "message exceeds the limit of " + std::to_string(limit) + " bytes")));
 }
 
 void AgentSession::handle_result(const protocol::Envelope& env,
@@ -221,6 +234,9 @@ void AgentSession::on_hello_result(const protocol::ResultBody& result) {
   send_status();
   send_inventory();
   for (const auto& event : host_.channel_events()) send(protocol::make_message("d-event", event));
+  for (const auto& stop : std::exchange(unsent_stops_, {})) {
+    send(protocol::make_message("d-shadow-stop-" + stop.session_id, stop));
+  }
   schedule_renewal();
 }
 
@@ -238,6 +254,13 @@ void AgentSession::reply_body_later(std::uint64_t epoch, const std::string& id,
 }
 
 void AgentSession::send_shadow_stop(const protocol::ShadowStop& stop) {
+  // A tunnel lost with the network has usually taken the UP channel with it: the stop is
+  // sent again after the next hello, so the server's audit gets the device's reason instead
+  // of its own `device_closed` (a repeat for a session it knows the reason of is ignored).
+  if (!client_.ready() || stop.reason == "tunnel_lost") {
+    if (unsent_stops_.size() == kMaxUnsentStops) unsent_stops_.erase(unsent_stops_.begin());
+    unsent_stops_.push_back(stop);
+  }
   if (!client_.ready()) return;
   send(protocol::make_message("d-shadow-stop-" + stop.session_id, stop));
 }

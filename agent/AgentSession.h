@@ -88,6 +88,7 @@ class AgentSession final : public ChannelHandler {
 
   void on_channel_open() override;
   void on_channel_message(std::string_view text) override;
+  void on_channel_oversized() override;
   void on_channel_closed() override;
 
   // Renews now (tests and `tether-agent` maintenance); no-op when no channel is ready.
@@ -132,6 +133,9 @@ class AgentSession final : public ChannelHandler {
   std::optional<std::time_t> next_renewal_;
   bool renewing_ = false;
   LwsTimer inventory_timer_;
+  // shadow_stop messages the server may not have had (sent again after the next hello).
+  static constexpr std::size_t kMaxUnsentStops = 8;
+  std::vector<protocol::ShadowStop> unsent_stops_;
   // Counts channels (and server links behind a gateway): a reply that completes after its
   // channel closed is dropped.
   std::uint64_t epoch_ = 0;

@@ -57,6 +57,10 @@ Result<DeviceIdentity> DeviceIdentity::load(const StatePaths& paths) {
 
 Result<DeviceIdentity> DeviceIdentity::generate() {
   TETHER_ASSIGN_OR_RETURN(auto key, pki::generate_p256_key());
+  return self_signed_for(std::move(key));
+}
+
+Result<DeviceIdentity> DeviceIdentity::self_signed_for(ssl::PkeyPtr key) {
   TETHER_ASSIGN_OR_RETURN(auto spki, pki::spki_sha256(key.get()));
   const std::string device_id = pki::to_hex(spki);
   pki::CertificateRequest req;
@@ -72,6 +76,18 @@ Result<DeviceIdentity> DeviceIdentity::load_or_create(const StatePaths& paths) {
   TETHER_TRY(ensure_directory(paths.dir, 0700));
   auto loaded = load(paths);
   if (loaded.ok()) return loaded;
+  // A good key without a certificate on a device never enrolled: the first start (or a
+  // `register` on a full disk) was cut between writing the two. The key is the identity;
+  // its self-signed certificate can be made again.
+  if (file_exists(paths.key) && !file_exists(paths.cert) && !file_exists(paths.enrollment)) {
+    TETHER_TRY(check_private_file(paths.key));
+    TETHER_ASSIGN_OR_RETURN(std::string key_text, read_file(paths.key, kMaxStateFile, true));
+    auto key = pki::private_key_from_pem(key_text);
+    if (!key.ok()) return make_error(Errc::kBadValue, paths.key + " is corrupt: not a private key");
+    TETHER_ASSIGN_OR_RETURN(DeviceIdentity kept, self_signed_for(std::move(key).value()));
+    TETHER_TRY(kept.store(paths, ssl::X509Ptr(X509_dup(kept.certificate()))));
+    return kept;
+  }
   // Only "nothing there at all" makes a new identity; anything else keeps the old one safe.
   if (file_exists(paths.key) || file_exists(paths.cert)) return loaded.error();
   TETHER_ASSIGN_OR_RETURN(DeviceIdentity fresh, generate());

@@ -19,7 +19,8 @@ class DeviceIdentity {
   // Loads the identity; kNotFound when neither file exists yet.
   [[nodiscard]] static Result<DeviceIdentity> load(const StatePaths& paths);
   // Loads it, or on first start makes a key and a self-signed certificate (written
-  // atomically, key 0600, directory 0700).
+  // atomically, key 0600, directory 0700). A key whose certificate is missing on a device
+  // not enrolled (a first start cut short) gets a new self-signed certificate.
   [[nodiscard]] static Result<DeviceIdentity> load_or_create(const StatePaths& paths);
   // A new identity in memory only (enrollment writes it once the server has accepted it).
   [[nodiscard]] static Result<DeviceIdentity> generate();
@@ -36,6 +37,8 @@ class DeviceIdentity {
   [[nodiscard]] Result<std::string> key_pem() const;
 
  private:
+  // `key` with a fresh self-signed certificate.
+  [[nodiscard]] static Result<DeviceIdentity> self_signed_for(ssl::PkeyPtr key);
   DeviceIdentity(ssl::PkeyPtr key, ssl::X509Ptr cert, std::string device_id)
       : key_(std::move(key)), cert_(std::move(cert)), device_id_(std::move(device_id)) {}
   ssl::PkeyPtr key_;

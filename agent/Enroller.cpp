@@ -26,6 +26,17 @@ std::string server_error(const HttpsResponse& resp) {
   return "HTTP " + std::to_string(resp.status);
 }
 
+// A refused enrollment leaves nothing behind: removes the key written for it, unless disarmed.
+struct KeyWrittenForThisAttempt {
+  std::string path;
+  KeyWrittenForThisAttempt() = default;
+  KeyWrittenForThisAttempt(const KeyWrittenForThisAttempt&) = delete;
+  KeyWrittenForThisAttempt& operator=(const KeyWrittenForThisAttempt&) = delete;
+  ~KeyWrittenForThisAttempt() {
+    if (!path.empty()) (void)remove_file(path);
+  }
+};
+
 }  // namespace
 
 Result<EnrollOutcome> enroll(const StatePaths& paths, const EnrollOptions& options) {
@@ -40,14 +51,25 @@ Result<EnrollOutcome> enroll(const StatePaths& paths, const EnrollOptions& optio
                           " as device " + existing->device_id + "; use --force to enroll again");
   }
 
-  // Keep an existing key (the device id must not change); make one only in memory.
+  // Keep an existing key (the device id must not change).
   auto identity = DeviceIdentity::load(paths);
+  KeyWrittenForThisAttempt new_key;
   if (!identity.ok()) {
-    if (identity.error().code != Errc::kNotFound || file_exists(paths.key)) {
-      return identity.error();
+    if (identity.error().code != Errc::kNotFound) return identity.error();
+    if (file_exists(paths.key)) {
+      // A key without its certificate, from an attempt cut short: keep the key.
+      identity = DeviceIdentity::load_or_create(paths);
+      if (!identity.ok()) return identity.error();
+    } else {
+      identity = DeviceIdentity::generate();
+      if (!identity.ok()) return identity.error();
+      // The key is on disk before the server learns of it: a full disk fails here, before
+      // the token is spent, and never leaves the server with a device whose key is lost.
+      TETHER_TRY(ensure_directory(paths.dir, 0700));
+      TETHER_ASSIGN_OR_RETURN(std::string key_text, identity->key_pem());
+      TETHER_TRY(write_file_atomic(paths.key, key_text, 0600));
+      new_key.path = paths.key;
     }
-    identity = DeviceIdentity::generate();
-    if (!identity.ok()) return identity.error();
   }
   TETHER_ASSIGN_OR_RETURN(std::string csr,
                           pki::make_csr_pem(identity->key(), identity->device_id()));
@@ -75,6 +97,7 @@ Result<EnrollOutcome> enroll(const StatePaths& paths, const EnrollOptions& optio
     return make_error(code, "the server refused the enrollment: " + server_error(*response));
   }
 
+  new_key.path.clear();  // the server has accepted this key: it stays whatever happens next
   auto doc = protocol::parse_limited_json(response->body, protocol::JsonLimits{});
   if (!doc.ok()) return doc.error().context("the server's answer is malformed");
   protocol::JsonFieldReader f(*doc, "answer");

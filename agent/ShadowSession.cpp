@@ -292,7 +292,8 @@ void ShadowSession::start_vnc(const std::string& consent) {
   // tether-vnc's end must block: it is an ordinary client socket to libvncserver.
   const int flags = ::fcntl(theirs.get(), F_GETFL);
   if (flags >= 0) ::fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK);
-  auto tunnel = ShadowTunnel::create(env_.ctx, env_.vhost, std::move(ours), *this);
+  auto tunnel =
+      ShadowTunnel::create(env_.ctx, env_.vhost, std::move(ours), *this, env_.ping_interval);
   if (!tunnel.ok()) {
     refuse("vnc_failed", tunnel.error().message);
     return;

@@ -35,6 +35,8 @@ struct ShadowEnvironment {
   std::string xauthority;  // shadow.xauthority; empty: look in the usual places
   std::chrono::milliseconds max_duration{0};
   std::chrono::milliseconds vnc_start_timeout{15000};
+  // connection.ping_interval: the tunnel's keepalive, as the UP channel's.
+  std::chrono::seconds ping_interval{30};
   std::function<void(platform::Logind::SessionDone)> find_session;
   std::function<void()> changed;  // the session's state changed (status)
 };

@@ -45,6 +45,8 @@ ShadowEnvironment ShadowSupervisor::environment() const {
   env.display = config_.string("shadow.display");
   env.xauthority = config_.string("shadow.xauthority");
   env.max_duration = config_.duration("shadow.max_duration");
+  env.ping_interval = std::chrono::duration_cast<std::chrono::seconds>(
+      config_.duration("connection.ping_interval"));
   env.find_session = hooks_.find_session;
   env.changed = hooks_.changed;
   return env;
@@ -77,6 +79,8 @@ void ShadowSupervisor::start(const protocol::ShadowStart& request, ShadowSession
   session_ = std::make_unique<ShadowSession>(
       std::move(env), request, decision, std::move(endpoint).value(), std::move(answer),
       [this](const protocol::ShadowStop& stop, bool tell_server) {
+        last_ended_ = "session " + stop.session_id + " ended (" + stop.reason + ")" +
+                      (stop.message.empty() ? "" : ": " + stop.message.substr(0, 512));
         if (tell_server && hooks_.send_stop) hooks_.send_stop(stop);
         if (hooks_.changed) hooks_.changed();
       },

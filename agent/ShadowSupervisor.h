@@ -47,6 +47,8 @@ class ShadowSupervisor {
   [[nodiscard]] bool idle() const noexcept { return !session_; }
   // "" when no session.
   [[nodiscard]] std::string describe() const;
+  // How the last accepted session ended: "session ID ended (REASON): MESSAGE", "" if none.
+  [[nodiscard]] const std::string& last_ended() const noexcept { return last_ended_; }
 
   // Called once (then cleared) when the last session is gone.
   std::function<void()> on_idle;
@@ -63,6 +65,7 @@ class ShadowSupervisor {
   Hooks hooks_;
   std::unique_ptr<ShadowSession> session_;
   std::unique_ptr<ShadowSession> finished_session_;
+  std::string last_ended_;
   LwsTimer reap_timer_;
 };
 

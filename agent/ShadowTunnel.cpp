@@ -1,5 +1,6 @@
 #include "agent/ShadowTunnel.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -93,10 +94,14 @@ lws_protocols ShadowTunnel::socket_protocol() {
 
 Result<std::unique_ptr<ShadowTunnel>> ShadowTunnel::create(lws_context* ctx, lws_vhost* vhost,
                                                            UniqueFd socket,
-                                                           ShadowTunnelListener& listener) {
+                                                           ShadowTunnelListener& listener,
+                                                           std::chrono::seconds ping_interval) {
   std::unique_ptr<ShadowTunnel> self(new ShadowTunnel(ctx, vhost, listener));
-  self->idle_policy_.secs_since_valid_ping = 30;
-  self->idle_policy_.secs_since_valid_hangup = 60;
+  // lws wants whole seconds and a hangup later than the ping (it asserts that).
+  const auto ping =
+      static_cast<std::uint16_t>(std::clamp<std::int64_t>(ping_interval.count(), 1, 16383));
+  self->idle_policy_.secs_since_valid_ping = ping;
+  self->idle_policy_.secs_since_valid_hangup = static_cast<std::uint16_t>(ping * 2);
   lws_adopt_desc_t desc{};
   desc.vh = vhost;
   desc.type = LWS_ADOPT_SOCKET;  // raw: no HTTP, no TLS

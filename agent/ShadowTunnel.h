@@ -8,6 +8,7 @@
 
 #include <libwebsockets.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,11 +55,12 @@ class ShadowTunnel {
   static constexpr std::size_t kMaxMessage = 64 * 1024;
 
   // Adopts `socket` (the agent's end of the socketpair) into the loop at once. Both
-  // protocols must be in `vhost`'s table (tunnel_protocol(), socket_protocol()).
-  [[nodiscard]] static Result<std::unique_ptr<ShadowTunnel>> create(lws_context* ctx,
-                                                                    lws_vhost* vhost,
-                                                                    UniqueFd socket,
-                                                                    ShadowTunnelListener& listener);
+  // protocols must be in `vhost`'s table (tunnel_protocol(), socket_protocol()). The tunnel
+  // is kept alive like the UP channel (connection.ping_interval): a ping every
+  // `ping_interval`, a hangup when its pong has not come within the next one.
+  [[nodiscard]] static Result<std::unique_ptr<ShadowTunnel>> create(
+      lws_context* ctx, lws_vhost* vhost, UniqueFd socket, ShadowTunnelListener& listener,
+      std::chrono::seconds ping_interval = std::chrono::seconds(30));
   ~ShadowTunnel();
   ShadowTunnel(const ShadowTunnel&) = delete;
   ShadowTunnel& operator=(const ShadowTunnel&) = delete;

@@ -27,6 +27,7 @@ Status write_status_file(const StatePaths& paths, const AgentStatus& s) {
                     {"device_name", s.device_name},
                     {"next_renewal", s.next_renewal},
                     {"shadow", s.shadow},
+                    {"last_shadow", s.last_shadow},
                     {"updated_at", static_cast<std::int64_t>(std::time(nullptr))}};
   return write_file_atomic(paths.status,
                            doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n", 0644);
@@ -54,6 +55,7 @@ Result<std::optional<AgentStatus>> read_status_file(const StatePaths& paths) {
   s.device_name = f.opt_str("device_name", 256).value_or("");
   s.next_renewal = f.opt_integer("next_renewal", 0, std::int64_t{1} << 40).value_or(0);
   s.shadow = f.opt_str("shadow", 4096, protocol::StringKind::kText).value_or("");
+  s.last_shadow = f.opt_str("last_shadow", 4096, protocol::StringKind::kText).value_or("");
   s.updated_at = f.opt_integer("updated_at", 0, std::int64_t{1} << 40).value_or(0);
   if (auto ok = f.finish(); !ok.ok()) return ok.error().context(paths.status + " is corrupt");
   for (auto st : {ChannelState::kStopped, ChannelState::kConnecting, ChannelState::kConnected,

@@ -18,6 +18,7 @@ struct AgentStatus {
   std::string device_name;        // as the server calls us
   std::int64_t next_renewal = 0;  // unix seconds, 0 if not scheduled
   std::string shadow;             // the shadowing session, "" when none
+  std::string last_shadow;        // how the last session ended ("" when none has)
   std::int64_t updated_at = 0;
 };
 

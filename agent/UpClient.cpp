@@ -62,6 +62,7 @@ UpClient::UpClient(lws_context* context, lws_vhost* vhost, UpClientOptions optio
 
 UpClient::~UpClient() {
   running_ = false;
+  on_status = nullptr;  // abort() may report the end at once: nobody to tell now
   connection_.abort();
 }
 
@@ -139,6 +140,9 @@ void UpClient::fail(std::string reason) {
   handshake_timer_.cancel();
   if (connection_.active()) {
     connection_.close(LWS_CLOSE_STATUS_POLICY_VIOLATION, fail_reason_);
+  } else if (running_ && status_.state == ChannelState::kConnecting) {
+    // No connection left to close, so no on_closed will come: never stay "connecting".
+    schedule(endpoints_.failed(backoff_), fail_reason_);
   }
 }
 
@@ -209,6 +213,10 @@ void UpClient::on_text(std::string_view message) {
   handler_->on_channel_message(message);
 }
 
+void UpClient::on_oversized() {
+  handler_->on_channel_oversized();
+}
+
 void UpClient::on_closed(const ChannelEnd& end) {
   handshake_timer_.cancel();
   probe_timer_.cancel();
@@ -223,6 +231,9 @@ void UpClient::on_closed(const ChannelEnd& end) {
   if (end.close_code != 0) {
     why = "closed by the server (" + std::to_string(end.close_code) +
           (end.close_reason.empty() ? "" : " " + end.close_reason) + ")";
+  }
+  if (!end.established && explain_failure) {
+    if (std::string clearer = explain_failure(why); !clearer.empty()) why = std::move(clearer);
   }
   if (endpoints_.size() > 1) why = endpoints_.current().to_string() + ": " + why;
   const bool switching = std::exchange(switching_, false);

@@ -45,6 +45,8 @@ class ChannelHandler {
   virtual ~ChannelHandler() = default;
   virtual void on_channel_open() = 0;
   virtual void on_channel_message(std::string_view text) = 0;
+  // A message over the size limit arrived and was dropped unread.
+  virtual void on_channel_oversized() = 0;
   virtual void on_channel_closed() = 0;
 };
 
@@ -101,10 +103,14 @@ class UpClient final : private UpConnectionListener {
   std::function<void()> before_connect;
   // Attempts made, for the reconnect-storm measurements (unix ms of each attempt).
   std::function<void(std::int64_t)> on_attempt;
+  // Given why an attempt failed before the channel opened, a clearer account ("" keeps it):
+  // e.g. a TLS failure caused by a wrong clock.
+  std::function<std::string(const std::string&)> explain_failure;
 
  private:
   void on_established() override;
   void on_text(std::string_view message) override;
+  void on_oversized() override;
   void on_closed(const ChannelEnd& end) override;
 
   void attempt();

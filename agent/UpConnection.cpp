@@ -1,6 +1,7 @@
 #include "agent/UpConnection.h"
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace tether::agent {
@@ -91,12 +92,16 @@ void UpConnection::abort() {
   if (wsi_ == nullptr) return;
   if (end_.error.empty()) end_.error = "closed by this side";
   lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  // Before the upgrade, do not count on a callback from lws for the killed connection (it may
+  // come late, or only as WSI_DESTROY): report the end now.
+  if (!established_) finish(wsi_, end_.error);
 }
 
 void UpConnection::finish(lws* wsi, std::string error) {
   // Detach the wsi: any later callback for it goes to the dummy handler, never to us (we
   // may be connecting again with a new wsi by then).
   if (wsi != nullptr) lws_set_wsi_user(wsi, nullptr);
+  if (wsi != nullptr && wsi_ != nullptr && wsi != wsi_) return;  // an older connection
   wsi_ = nullptr;
   established_ = false;
   queue_.clear();
@@ -146,14 +151,18 @@ int UpConnection::handle(lws* wsi, lws_callback_reasons reason, void* in, std::s
         return 0;
       }
       if (!rx_overflow_ && rx_.size() + len > options_.max_message_bytes) {
+        // The rest of the message is dropped piece by piece as it arrives: however large it
+        // is (a frame may claim up to 2^63-1 bytes), no more than the limit is ever held. The
+        // listener hears of it at the message's end and the channel stays up.
         rx_overflow_ = true;
-        rx_.clear();
-        pending_close_code_ = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
-        pending_close_reason_ = "message too large";
-        lws_callback_on_writable(wsi);
+        std::string().swap(rx_);
       }
       if (!rx_overflow_) rx_.append(static_cast<const char*>(in), len);
-      if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi) && !rx_overflow_) {
+      if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+        if (std::exchange(rx_overflow_, false)) {
+          listener_.on_oversized();
+          return 0;
+        }
         std::string message;
         message.swap(rx_);
         listener_.on_text(message);
@@ -164,7 +173,7 @@ int UpConnection::handle(lws* wsi, lws_callback_reasons reason, void* in, std::s
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
       // Queued messages go out before a close: a command's result sent just before the
       // agent stops (reboot) must reach the server.
-      if (!queue_.empty() && !rx_overflow_) {
+      if (!queue_.empty()) {
         std::string& front = queue_.front();
         std::vector<unsigned char> buf(LWS_PRE + front.size());
         std::memcpy(buf.data() + LWS_PRE, front.data(), front.size());
@@ -189,8 +198,20 @@ int UpConnection::handle(lws* wsi, lws_callback_reasons reason, void* in, std::s
     }
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (len == 1) {
+        // RFC 6455 §5.5.1: a close body is empty or starts with a two-byte code. Fail the
+        // connection rather than echo the byte back (lws 4.1.6 would).
+        end_.error = "the server sent a malformed close frame";
+        return -1;
+      }
       if (len >= 2) {
-        const auto* p = static_cast<const unsigned char*>(in);
+        auto* p = static_cast<unsigned char*>(in);
+        if (((p[0] << 8) | p[1]) >= 5000) {
+          // lws 4.1.6 answers codes it knows to be invalid with 1002 by rewriting them here,
+          // in the buffer it then echoes, but lets 5000 and up through: do the same for those.
+          p[0] = LWS_CLOSE_STATUS_PROTOCOL_ERR >> 8;
+          p[1] = LWS_CLOSE_STATUS_PROTOCOL_ERR & 0xff;
+        }
         end_.close_code = (p[0] << 8) | p[1];
         end_.close_reason.assign(reinterpret_cast<const char*>(p + 2),
                                  std::min<std::size_t>(len - 2, 123));

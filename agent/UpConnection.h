@@ -27,6 +27,8 @@ class UpConnectionListener {
   virtual ~UpConnectionListener() = default;
   virtual void on_established() = 0;
   virtual void on_text(std::string_view message) = 0;
+  // A text message over max_message_bytes was read to its end and dropped (never held whole).
+  virtual void on_oversized() = 0;
   // Called exactly once per connect() that returned ok, after which the connection is idle.
   virtual void on_closed(const ChannelEnd& end) = 0;
 };

@@ -34,15 +34,26 @@ class UpTlsContext {
   [[nodiscard]] const std::string& verified_ca() const noexcept { return verified_ca_; }
   // Why the latest verification failed ("" if it did not).
   [[nodiscard]] const std::string& verify_error() const noexcept { return verify_error_; }
+  // The latest TLS alert the server sent us ("certificate expired"), "" if none.
+  [[nodiscard]] const std::string& peer_alert() const noexcept { return peer_alert_; }
+  // Before an attempt: forget the previous attempt's failure.
+  void clear_verify_error() {
+    verify_error_.clear();
+    peer_alert_.clear();
+  }
 
  private:
   explicit UpTlsContext(ssl::SslCtxPtr ctx) : ctx_(std::move(ctx)) {}
   static int verify(X509_STORE_CTX* store_ctx, void* arg);
+  // Records alerts from the server: with TLS 1.3 the server's refusal of our certificate
+  // arrives after the client finished its handshake, and lws reports only "read failed".
+  static void on_tls_info(const SSL* ssl, int where, int value);
 
   ssl::SslCtxPtr ctx_;
   std::vector<std::string> pinned_;
   std::string verified_ca_;
   std::string verify_error_;
+  std::string peer_alert_;
 };
 
 }  // namespace tether::agent

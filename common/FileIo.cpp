@@ -1,13 +1,17 @@
 #include "common/FileIo.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 
 #include "common/UniqueFd.h"
@@ -88,8 +92,30 @@ Result<std::string> read_file(const std::string& path, std::size_t max_size, boo
 
 namespace {
 
+// A writer killed (SIGKILL, power cut) between creating its temporary file and renaming it
+// leaves "<path>.tmp.<pid>.<n>" behind. Before each write, remove those of processes that no
+// longer exist, so killed writers cannot pile them up until the disk is full.
+void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = dir_of(path);
+  const auto slash = path.rfind('/');
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  const std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), &::closedir);
+  if (!d) return;
+  while (const dirent* e = ::readdir(d.get())) {
+    const std::string_view name(e->d_name);
+    if (name.size() <= prefix.size() || name.substr(0, prefix.size()) != prefix) continue;
+    const std::string rest(name.substr(prefix.size()));
+    char* end = nullptr;
+    const long pid = std::strtol(rest.c_str(), &end, 10);
+    if (end == rest.c_str() || *end != '.' || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    ::unlinkat(::dirfd(d.get()), e->d_name, 0);
+  }
+}
+
 Status write_file_renamed(const std::string& path, std::string_view content, mode_t mode,
                           bool sync) {
+  remove_stale_temporaries(path);
   std::random_device rd;
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));

@@ -21,6 +21,7 @@ namespace tether {
 // Writes `content` to a temporary file beside `path` with `mode`, fsyncs it, renames it over
 // `path` and fsyncs the directory. On any failure the temporary file is removed and `path`
 // keeps its old content.
+// Temporary files left beside `path` by writers that were killed are removed first.
 [[nodiscard]] Status write_file_atomic(const std::string& path, std::string_view content,
                                        mode_t mode);
 // As write_file_atomic, but without the fsyncs: for files rewritten often from the event loop

@@ -67,7 +67,11 @@ void write(Level lvl, std::string_view message) noexcept {
     line.append(word(lvl));
   }
   // One line per message: embedded newlines would split it into several journal entries.
-  for (char c : message) line.push_back(c == '\n' ? ' ' : c);
+  // Other control characters (a device's text in a message) must not drive a terminal.
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    line.push_back(c == '\n' ? ' ' : ((u < 0x20 && c != '\t') || u == 0x7f ? '?' : c));
+  }
   line.push_back('\n');
   // A single write keeps lines from interleaving with other processes sharing stderr.
   (void)!::write(STDERR_FILENO, line.data(), line.size());

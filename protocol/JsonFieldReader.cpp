@@ -26,8 +26,13 @@ bool string_is_kind(std::string_view value, StringKind kind) noexcept {
   switch (kind) {
     case StringKind::kText: return true;
     case StringKind::kSingleLine:
-      for (unsigned char c : value) {
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        const auto c = static_cast<unsigned char>(value[i]);
         if (c < 0x20 || c == 0x7f) return false;
+        // C1 controls U+0080..U+009F (C2 80..C2 9F): a terminal may act on them (CSI 9B).
+        if (c == 0xc2 && i + 1 < value.size() && static_cast<unsigned char>(value[i + 1]) < 0xa0) {
+          return false;
+        }
       }
       return true;
     case StringKind::kToken:

@@ -22,7 +22,7 @@ namespace tether::protocol {
 // What a string field may contain, beyond its length limit.
 enum class StringKind {
   kText,        // any UTF-8 (already validated by the parser)
-  kSingleLine,  // no control characters (names, versions, hostnames)
+  kSingleLine,  // no control characters, C0, DEL or C1 (names, versions, hostnames)
   kToken,       // [A-Za-z0-9._:-]+ (ids, enumerations, tokens)
   kHex64,       // exactly 64 lower-case hex digits (SHA-256)
 };

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "common/FileIo.h"
+#include "platform/ClockDiagnosis.h"
 #include "platform/Pki.h"
 
 namespace tether::server {
@@ -15,6 +16,15 @@ namespace {
 
 constexpr std::chrono::seconds kCaLifetime{std::chrono::hours(24 * 3650)};
 constexpr std::chrono::seconds kRenewServerBefore{std::chrono::hours(24 * 30)};
+// Certificates are dated by the clock; a clock this far before a certificate's start is wrong.
+constexpr std::time_t kClockSlack = 24 * 3600;
+
+// "" when the clock is within the CA's validity, else why not (then the clock is wrong, or
+// the CA has expired): certificates issued now would be dated by that clock.
+std::string ca_clock_problem(X509* ca_cert, const std::string& path) {
+  return pki::clock_skew_diagnosis({ca_cert}, std::time(nullptr),
+                                   "the installation CA's certificate " + path, "this server");
+}
 constexpr std::size_t kMaxPemFile = 64 * 1024;
 
 Result<ssl::PkeyPtr> load_private_key(const std::string& path) {
@@ -69,6 +79,8 @@ std::string server_certificate_problem(X509* leaf, X509* ca, const std::vector<s
   if (!info.ok()) return "it cannot be read";
   const auto margin = std::min(kRenewServerBefore, lifetime / 3);
   if (info->not_after - std::time(nullptr) < margin.count()) return "it expires soon";
+  // Issued while the clock was far ahead: useless to every peer with a right clock.
+  if (info->not_before > std::time(nullptr) + kClockSlack) return "it is not valid yet";
   if (normalized_alt_names(names) != normalized_alt_names(info->subject_alt_names)) {
     return "the server's names changed";
   }
@@ -90,6 +102,7 @@ std::string link_certificate_problem(X509* leaf, X509* ca, std::chrono::seconds 
   }
   const auto margin = std::min(kRenewServerBefore, lifetime / 3);
   if (info->not_after - std::time(nullptr) < margin.count()) return "it expires soon";
+  if (info->not_before > std::time(nullptr) + kClockSlack) return "it is not valid yet";
   return "";
 }
 
@@ -173,6 +186,7 @@ Result<CertificateAuthority> CertificateAuthority::open(const CertificateAuthori
   }
   TETHER_ASSIGN_OR_RETURN(ca.ca_pem_, pki::certificate_to_pem(ca.ca_cert_.get()));
   ca.ca_fingerprint_ = ca_info.fingerprint;
+  rep.clock_problem = ca_clock_problem(ca.ca_cert_.get(), ca_cert_path);
   ca.trusted_pems_.push_back(ca.ca_pem_);
   ca.trusted_fingerprints_.push_back(ca.ca_fingerprint_);
 
@@ -209,6 +223,8 @@ Result<CertificateAuthority> CertificateAuthority::open(const CertificateAuthori
       }
       reason = server_certificate_problem(chain.front().get(), ca.ca_cert_.get(),
                                           options.server_names, options.server_cert_lifetime);
+      // With the clock wrong, keep the certificate there is rather than date a new one by it.
+      if (!rep.clock_problem.empty()) reason.clear();
     } else {
       reason = cert_path + " was missing";
     }
@@ -252,6 +268,7 @@ Result<std::string> CertificateAuthority::refresh_link_certificate() {
         return make_error(Errc::kCrypto, key_path + " does not match " + cert_path);
       }
       reason = link_certificate_problem(chain.front().get(), ca_cert_.get(), server_cert_lifetime_);
+      if (!ca_clock_problem(ca_cert_.get(), ca_certificate_path()).empty()) reason.clear();
     } else {
       reason = cert_path + " was missing";
     }
@@ -318,6 +335,9 @@ Result<IssuedCertificate> CertificateAuthority::issue_device_certificate(
 
 Result<IssuedCertificate> CertificateAuthority::issue_device_certificate(
     EVP_PKEY* device_key) const {
+  if (std::string clock = ca_clock_problem(ca_cert_.get(), ca_certificate_path()); !clock.empty()) {
+    return make_error(Errc::kUnavailable, "cannot issue a device certificate now: " + clock);
+  }
   TETHER_ASSIGN_OR_RETURN(auto spki, pki::spki_sha256(device_key));
   IssuedCertificate out;
   out.device_id = pki::to_hex(spki);

@@ -54,6 +54,8 @@ class CertificateAuthority {
     std::string server_certificate_reason;  // why it was (re-)issued
     bool issued_link_certificate = false;
     std::string link_certificate_reason;
+    // The clock is outside the CA's validity (wrong, or the CA expired): nothing re-issued.
+    std::string clock_problem;
   };
 
   // Loads the CA and the server certificate from the state directory, creating what is

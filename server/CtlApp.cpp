@@ -139,7 +139,13 @@ std::string age(std::int64_t t) {
   return std::to_string(d / 86400) + "d ago";
 }
 
-std::string print_table(const std::vector<std::vector<std::string>>& rows) {
+std::string print_table(const std::vector<std::vector<std::string>>& raw_rows) {
+  // Cells often hold what a device reported: never let it reach the terminal raw.
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& raw : raw_rows) {
+    auto& row = rows.emplace_back();
+    for (const auto& cell : raw) row.push_back(terminal_text(cell));
+  }
   std::vector<std::size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()), 0);

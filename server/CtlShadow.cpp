@@ -594,7 +594,7 @@ int cmd_audit(const CtlClient& client, const ParsedArgs& args,
       line += r[i];
       if (i + 1 < r.size()) line += std::string(widths[i] - r[i].size() + 2, ' ');
     }
-    std::printf("%s\n", line.c_str());
+    std::printf("%s\n", terminal_text(line).c_str());
   }
   if (sessions.empty()) (void)std::fprintf(stderr, "tetherctl: no shadowing sessions recorded\n");
   return 0;

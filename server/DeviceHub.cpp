@@ -121,6 +121,12 @@ std::size_t DeviceHub::online_count() const {
 
 void DeviceHub::on_connected(ConnectionId connection, const std::string& device_id,
                              const std::string& address, const std::string& gateway) {
+  if (closing_) {
+    // The server is stopping: a device that reconnects during the grace period hears the
+    // same close (a restart: spread out) rather than being greeted and then cut off.
+    transport_.close(connection, closing_->first, closing_->second);
+    return;
+  }
   Finished finished;
   if (auto it = current_.find(device_id); it != current_.end()) {
     log::info("device " + short_id(device_id) + " connected again from " + address +
@@ -495,6 +501,7 @@ Status DeviceHub::flush() {
 }
 
 void DeviceHub::close_all(int code, const std::string& reason) {
+  closing_.emplace(code, reason);
   Finished finished;
   const Error closing =
       make_error(Errc::kUnavailable, "the device's channel was closed: " + reason);

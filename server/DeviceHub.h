@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -57,7 +58,8 @@ class DeviceHub final : public LiveDevices {
   void expire_requests(SteadyClock::time_point now);
   // Writes the activity gathered since the last flush.
   [[nodiscard]] Status flush();
-  // Closes every channel; their waiting requests get kUnavailable at once.
+  // Closes every channel; their waiting requests get kUnavailable at once. Channels that
+  // open afterwards (the server is stopping) are closed the same way as soon as they open.
   void close_all(int code, const std::string& reason);
   [[nodiscard]] std::size_t connection_count() const noexcept { return connections_.size(); }
   [[nodiscard]] std::size_t online_count() const;
@@ -127,6 +129,8 @@ class DeviceHub final : public LiveDevices {
   HubSettings settings_;
   WallClock wall_clock_;
   std::unordered_map<ConnectionId, Connection> connections_;
+  // Set by close_all: the close every newly opened channel gets (the server is stopping).
+  std::optional<std::pair<int, std::string>> closing_;
   // The current channel of each connected device.
   std::unordered_map<std::string, LiveEntry> current_;
   // Activity not yet written to the store, by device id.

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <ctime>
 #include <exception>
 
 #include "common/Log.h"
+#include "platform/ClockDiagnosis.h"
 #include "platform/Pki.h"
 #include "protocol/UpMessage.h"
 #include "server/TunnelRelay.h"
@@ -198,6 +200,9 @@ Status HttpsServer::start() {
   info.options |= LWS_SERVER_OPTION_PEER_CERT_NOT_REQUIRED;
   info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
   info.options |= LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  // RFC 6455 §8.1: a text message (or close reason) that is not UTF-8 fails the connection
+  // (1007), checked by lws as it arrives, whatever the size of the message.
+  info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8;
   // An IPv4 address (or 0.0.0.0) means IPv4 only: without this lws opens a dual-stack
   // socket and the bind address would not be what the admin asked for.
   if (host == "0.0.0.0" || is_ipv4(host)) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -207,6 +212,12 @@ Status HttpsServer::start() {
   info.alpn = "http/1.1";
   info.retry_and_idle_policy = &retry_;
   info.max_http_header_data = 4096;
+  // Slow or silent clients (tests/integration/test_slow_clients.py): a connection that has
+  // not finished its TLS handshake and request headers within 10 s, or its negotiation within
+  // 5 s of TLS, is cut off, however slowly it keeps sending. lws 4.1.6's own defaults, set
+  // here so that they stay what the docs say.
+  info.timeout_secs = 5;
+  info.timeout_secs_ah_idle = 10;
   // lws reads at most this much per turn of the loop for a connection (4 KiB by default): a
   // shadowing tunnel would then be relayed 4 KiB per turn (bench/relay). One buffer per
   // context, not per connection.
@@ -316,6 +327,15 @@ int HttpsServer::on_http(lws* wsi, lws_callback_reasons reason, void* user, void
       return 0;
 
     case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+      // A wrong clock here makes every device's certificate "not yet valid" or "expired":
+      // say so (`user` is OpenSSL's X509_STORE_CTX).
+      if (len == 0 && user != nullptr) {
+        auto* store = static_cast<X509_STORE_CTX*>(user);
+        const std::string clock = pki::clock_skew_diagnosis(
+            X509_STORE_CTX_get_error(store), X509_STORE_CTX_get_current_cert(store),
+            std::time(nullptr), "a client's certificate", "this server");
+        if (!clock.empty()) log::warning("TLS handshake refused: " + clock);
+      }
       // lws turns our 0 into "verified": pass OpenSSL's own verdict (in `len`) through, so
       // that a client certificate not chaining to our CA fails the handshake.
       return len != 0 ? 0 : 1;
@@ -551,7 +571,7 @@ bool HttpsServer::keepalive_event(lws* wsi, lws_callback_reasons reason, WsKeepa
   if (ka == nullptr || !keepalive_) return false;
   switch (reason) {
     case LWS_CALLBACK_RECEIVE:
-    case LWS_CALLBACK_RECEIVE_PONG: keepalive_->heard(*ka); return false;
+    case LWS_CALLBACK_RECEIVE_PONG: KeepaliveWheel::heard(*ka); return false;
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!ka->ping_due) return false;
       rc = KeepaliveWheel::write_due_ping(*ka, wsi) ? 0 : -1;
@@ -609,17 +629,28 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
         conn.rx_discarding = false;
       }
       ChannelSink* sink = sinks_[static_cast<int>(conn.kind)];
+      const bool link = conn.kind == ChannelKind::kLink;
       if (!conn.rx_discarding) {
-        if (conn.rx.size() + len > (conn.kind == ChannelKind::kLink ? kLinkRxLimit : kUpRxLimit)) {
-          conn.rx.clear();
+        if (conn.rx.size() + len > (link ? kLinkRxLimit : kUpRxLimit)) {
+          // The rest of the message is dropped piece by piece as it arrives: however large
+          // it is, no more than the limit is ever held. A gateway's link is closed (its
+          // messages are the server's own wrapping, a too large one is a bug); a UP peer
+          // gets an error result at the message's end and keeps its channel.
+          std::string().swap(conn.rx);
           conn.rx_discarding = true;
-          close(session->id, 1009, "message too big");
+          if (link) close(session->id, 1009, "message too big");
         } else {
           conn.rx.append(static_cast<const char*>(in), len);
         }
       }
       if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-        if (!conn.rx_discarding && sink != nullptr) {
+        if (conn.rx_discarding && !link) {
+          // Its id was never read: "0", as for any message whose id cannot be read.
+          send(session->id,
+               protocol::serialize_envelope(protocol::make_error_result(
+                   "0", make_error(Errc::kTooLarge, "message exceeds the limit of " +
+                                                        std::to_string(kUpRxLimit) + " bytes"))));
+        } else if (!conn.rx_discarding && sink != nullptr) {
           std::string message = std::move(conn.rx);
           conn.rx.clear();
           sink->on_message(session->id, message);

@@ -69,6 +69,7 @@ Result<std::unique_ptr<Server>> Server::create(const ServerSettings& settings) {
     log::notice("created the installation CA: " + server->ca_->ca_certificate_path() +
                 " (SHA-256 fingerprint " + server->ca_->ca_fingerprint() + ")");
   }
+  if (!report.clock_problem.empty()) log::warning(report.clock_problem);
   if (report.issued_server_certificate) {
     log::notice("issued the server certificate " + server->ca_->server_certificate_path() + " (" +
                 report.server_certificate_reason + ")");

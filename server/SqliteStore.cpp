@@ -117,7 +117,13 @@ std::string cap(std::string_view text, std::size_t max) {
 Error db_error(sqlite3* db, std::string_view what) {
   const int code = sqlite3_errcode(db);
   const Errc errc = (code == SQLITE_BUSY || code == SQLITE_LOCKED) ? Errc::kUnavailable : Errc::kIo;
-  return make_error(errc, "database: " + std::string(what) + ": " + sqlite3_errmsg(db));
+  std::string message = "database: " + std::string(what) + ": " + sqlite3_errmsg(db);
+  if (code == SQLITE_FULL) {
+    // SQLite rolled the statement back: nothing partial is stored. Say which disk is full.
+    const char* file = sqlite3_db_filename(db, "main");
+    message += std::string(" (") + (file ? file : "the database") + ": No space left on device)";
+  }
+  return make_error(errc, message);
 }
 
 struct StmtFinalizer {
@@ -310,9 +316,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) 
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db), path));
   // Enrollment writes must survive a power cut (a lost "used" mark would let a token be
   // redeemed twice); heartbeats are batched, so FULL costs little.
-  TETHER_TRY(
-      store->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                  "PRAGMA foreign_keys=ON;"));
+  // The first statements that read the file: a damaged one fails here, named.
+  auto pragmas = store->exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+      "PRAGMA foreign_keys=ON;");
+  if (!pragmas.ok()) return pragmas.error().context(path);
   auto migrated = store->migrate();
   if (!migrated.ok()) return migrated.error().context(path);
   return store;

@@ -42,6 +42,11 @@ async function newPage() {
   });
   page.on('console', (m) => consoleMessages.push({ type: m.type(), text: m.text() }));
   page.on('pageerror', (e) => consoleMessages.push({ type: 'pageerror', text: String(e) }));
+  // A dialog (alert/confirm/prompt) is recorded and dismissed: tests assert none opened.
+  page.on('dialog', (d) => {
+    consoleMessages.push({ type: 'dialog', text: d.message() });
+    d.dismiss().catch(() => {});
+  });
   return true;
 }
 

@@ -70,7 +70,8 @@ def snapshot(vnc, path):
 
 
 def xev_keys(path):
-    """KeyPress keysym names from `xev -event keyboard` output."""
+    """KeyPress keysym names from `xev -event keyboard` output, after start_xev's F12 probe
+    (which a loaded machine may have needed to send more than once)."""
     names = []
     lines = path.read_text(errors="replace").splitlines()
     for i, line in enumerate(lines):
@@ -80,6 +81,8 @@ def xev_keys(path):
                 if m:
                     names.append(m.group(1))
                     break
+    while names and names[0] == "F12":
+        names.pop(0)
     return names
 
 
@@ -312,8 +315,11 @@ def test_keys_and_pointer_reach_x(xvfb, vnc_procs, tmp_path):
         client.tap(ord("Q"))
         client.key(0xFFE1, False)
         client.tap(0xFF0D)  # Return
-        wanted = ["F12", "a", "Shift_L", "Z", "Shift_L", "exclam", "Shift_L", "Q", "Return"]
-        wait_until(lambda: xev_keys(out) == wanted, what=f"keys {wanted}, got {xev_keys(out)}")
+        wanted = ["a", "Shift_L", "Z", "Shift_L", "exclam", "Shift_L", "Q", "Return"]
+        try:
+            wait_until(lambda: xev_keys(out) == wanted, what=f"keys {wanted}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; got {xev_keys(out)}") from None
         assert "ButtonPress event" in out.read_text()
     finally:
         xev.kill()
@@ -335,7 +341,7 @@ def test_view_only_drops_all_input(xvfb, vnc_procs, tmp_path):
         # The server handles messages in order: once this full update is back, everything
         # above has been processed (and dropped).
         client.full_frame()
-        assert xev_keys(out) == ["F12"]
+        assert xev_keys(out) == []
         assert "ButtonPress" not in out.read_text()
         assert xvfb.pointer() == (10, 10)
         if shutil.which("xclip"):

@@ -329,6 +329,14 @@ TEST_F(DeviceHubTest, CloseAllEndsEveryRequest) {
   EXPECT_EQ(out.calls.size(), 1u);
 }
 
+TEST_F(DeviceHubTest, ChannelOpenedWhileStoppingIsClosedAsARestart) {
+  hub_.close_all(kCloseRestarting, "server restarting");
+  hub_.on_connected(8, key_.id, "10.1.1.2");
+  ASSERT_EQ(transport_.closed.size(), 1u);
+  EXPECT_EQ(transport_.closed[0], std::make_pair(ConnectionId{8}, kCloseRestarting));
+  EXPECT_FALSE(hub_.live_state(key_.id).has_value());
+}
+
 TEST_F(DeviceHubTest, DestroyingTheHubEndsEveryRequest) {
   Outcomes out;
   {

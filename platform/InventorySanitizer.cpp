@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "common/Utf8.h"
 #include "protocol/JsonFieldReader.h"
 #include "protocol/MacAddress.h"
 
@@ -14,35 +15,6 @@ using protocol::Inventory;
 
 bool is_space_control(unsigned char c) {
   return c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-// The length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid
-// (overlong forms, surrogates and code points above U+10FFFF are not).
-std::size_t utf8_sequence(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b0 = byte(i);
-  std::size_t len = 0;
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xbf;
-  if (b0 >= 0xc2 && b0 <= 0xdf) {
-    len = 2;
-  } else if (b0 >= 0xe0 && b0 <= 0xef) {
-    len = 3;
-    if (b0 == 0xe0) lo = 0xa0;
-    if (b0 == 0xed) hi = 0x9f;
-  } else if (b0 >= 0xf0 && b0 <= 0xf4) {
-    len = 4;
-    if (b0 == 0xf0) lo = 0x90;
-    if (b0 == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < len; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-  }
-  return len;
 }
 
 std::size_t count_values(const json& j) {
@@ -147,7 +119,7 @@ std::string clean_text(std::string_view raw, std::size_t max_bytes) {
       ++i;
       continue;
     }
-    const std::size_t len = utf8_sequence(raw, i);
+    const std::size_t len = utf8_sequence_length(raw, i);
     if (len == 0) {
       out.push_back('?');
       ++i;

@@ -41,13 +41,10 @@ two intervals plus the delay plus MARGIN.
 
 import asyncio
 import ctypes
-import heapq
-import json
 import os
 import shutil
 import signal
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -184,23 +181,8 @@ def make_server_class():
         def url(self):
             return f"https://{SERVER_IP}:{self.port}"
 
-        def request(self, method, path, body=None, token=None, raw_body=None, headers=None):
-            conn = NsHttpsConnection(SERVER_IP, self.port, context=self.ssl_context(),
-                                     timeout=15)
-            hdrs = dict(headers or {})
-            if token:
-                hdrs["Authorization"] = f"Bearer {token}"
-            data = raw_body
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdrs["Content-Type"] = "application/json"
-            try:
-                conn.request(method, path, body=data, headers=hdrs)
-                resp = conn.getresponse()
-                payload = resp.read()
-                return resp.status, dict(resp.getheaders()), json.loads(payload) if payload else None
-            finally:
-                conn.close()
+        def https_connection(self):
+            return NsHttpsConnection(SERVER_IP, self.port, context=self.ssl_context(), timeout=15)
 
     return NsServer
 

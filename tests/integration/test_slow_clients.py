@@ -16,6 +16,7 @@ import pytest
 
 import ws_frames as wf
 from fake_device import FakeDevice, enroll, request_async
+from tether_harness import wait_no_sessions
 
 PING_INTERVAL = 2    # up.ping_interval: silent channels are cut after twice this
 TOKEN_TTL = 2        # shadow.token_ttl: unpaired tunnel ends are closed (4408) after this
@@ -303,13 +304,3 @@ def test_tunnel_ends_that_never_pair_or_never_read(make_server, tmp_path):
         await dev2.close()
 
     asyncio.run(run())
-
-
-async def wait_no_sessions(server, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, _, body = await asyncio.to_thread(server.admin, "GET", "/api/v1/shadow/sessions")
-        if status == 200 and not body.get("sessions"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the shadowing session did not end")

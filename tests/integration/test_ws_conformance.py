@@ -22,7 +22,7 @@ import pytest
 
 import ws_frames as wf
 from fake_device import FakeDevice, enroll, request_async
-from tether_harness import Server, bin_dir
+from tether_harness import Server, bin_dir, wait_no_sessions
 
 UP_LIMIT = 256 * 1024
 
@@ -429,16 +429,6 @@ def test_tunnel_viewer_end(tmp_path, make_server):
             ws.send_frame(wf.OP_CLOSE, wf.close_payload(999))
 
     asyncio.run(run())
-
-
-async def wait_no_sessions(server, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, _, body = await asyncio.to_thread(server.admin, "GET", "/api/v1/shadow/sessions")
-        if status == 200 and not body.get("sessions"):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the shadowing session did not end")
 
 
 # ---- interop -----------------------------------------------------------------------------

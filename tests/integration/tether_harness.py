@@ -147,10 +147,14 @@ class Server:
     def admin_token(self):
         return self.token_file.read_text().strip()
 
+    def https_connection(self):
+        """A connection to the REST API (subclasses reach the server some other way)."""
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(),
+                                           timeout=15)
+
     def request(self, method, path, body=None, token=None, raw_body=None, headers=None):
         """An HTTPS request; returns (status, headers, parsed JSON or None)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(),
-                                           timeout=15)
+        conn = self.https_connection()
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
@@ -238,6 +242,17 @@ def hello_message(device_id, msg_id="d1", hostname="tc-test"):
         "device_id": device_id, "agent_version": "0.1.0-test",
         "os": {"name": "Debian GNU/Linux", "version": "12", "kernel": "6.1.0", "arch": "x86_64"},
         "hostname": hostname, "capabilities": ["reboot"]}}
+
+
+async def wait_no_sessions(server, timeout=15):
+    """Until the server lists no shadowing session."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _, body = await asyncio.to_thread(server.admin, "GET", "/api/v1/shadow/sessions")
+        if status == 200 and not body.get("sessions"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the shadowing session did not end")
 
 
 async def up_connect(server, device=None):

@@ -435,7 +435,11 @@ void AgentDaemon::load_enrollment_and_connect(bool restart_channel) {
   client_->explain_failure = [this](const std::string& why) {
     if (!tls_->verify_error().empty()) return tls_->verify_error();
     if (!tls_->peer_alert().empty()) {
-      return pki::peer_clock_diagnosis("alert " + tls_->peer_alert(), "the server");
+      std::string clock = pki::peer_clock_diagnosis("alert " + tls_->peer_alert(), "the server");
+      if (!clock.empty()) return clock;
+      // Under TLS 1.3 the server's refusal of our certificate arrives after our side of the
+      // handshake: its alert is the only word of why (lws says "closed before connection").
+      return "the server refused this device's certificate (TLS alert: " + tls_->peer_alert() + ")";
     }
     return pki::peer_clock_diagnosis(why, "the server");
   };

@@ -177,6 +177,19 @@ const ConfigSchema& agent_config_schema() {
        .help = "magic: turn magic-packet wake-on-LAN on for the wired NICs at start; off: leave "
                "the NICs as they are",
        .choices = {"off", "magic"}},
+      {.key = "metrics.file",
+       .type = SettingType::kString,
+       .default_value = "",
+       .help = "write metrics in the Prometheus text format to this file (for node_exporter's "
+               "textfile collector, e.g. /var/lib/prometheus/node-exporter/tether-agent.prom); "
+               "empty: off",
+       .max = 4096},
+      {.key = "metrics.interval",
+       .type = SettingType::kDuration,
+       .default_value = "15s",
+       .help = "rewrite metrics.file this often (and on every channel state change)",
+       .min = kSecond,
+       .max = kHour},
       {.key = "log.level",
        .type = SettingType::kEnum,
        .default_value = "info",

@@ -113,6 +113,9 @@ void AgentDaemon::apply_config(Config next) {
   log::Level level = log::Level::kInfo;
   if (log::parse_level(next.string("log.level"), level)) log::set_level(level);
   config_ = std::move(next);
+  if (metrics_) {
+    metrics_->configure(config_.string("metrics.file"), config_.duration("metrics.interval"));
+  }
   if (channel_changed && client_) {
     log::info("connection settings changed: restarting the channel");
     load_enrollment_and_connect(/*restart_channel=*/true);
@@ -166,6 +169,7 @@ AgentDaemon::~AgentDaemon() {
   // Order: the session and client hold timers and a wsi on the context; the TLS context
   // must outlive the vhost that uses it. Shadowing children are killed and reaped here at the
   // latest.
+  metrics_.reset();
   shadow_.reset();
   session_.reset();
   client_.reset();
@@ -278,6 +282,7 @@ void AgentDaemon::publish(const ChannelStatus& status) {
   if (session_ && session_->next_renewal()) s.next_renewal = *session_->next_renewal();
   if (shadow_) s.shadow = shadow_->describe();
   if (shadow_) s.last_shadow = shadow_->last_ended();
+  if (metrics_) metrics_->on_channel(status);
   auto written = write_status_file(paths_, s);
   if (!written.ok()) log::warning("cannot write the status file: " + written.error().message);
   std::string line;
@@ -520,6 +525,13 @@ int AgentDaemon::run() {
   discovery_ = std::make_unique<AgentDiscovery>(
       context_.get(), control, config_, paths_, identity->device_id(),
       [this] { load_enrollment_and_connect(/*restart_channel=*/true); });
+  metrics_ = std::make_unique<AgentMetrics>(
+      context_.get(),
+      AgentMetricsSources{
+          .discovery = [this] { return discovery_ ? discovery_->discovery_counters() : nullptr; },
+          .shadow_running = [this] { return shadow_ ? shadow_->running_sessions() : 0; },
+          .shadow_ended = [this] { return shadow_ ? &shadow_->ended_counts() : nullptr; }});
+  metrics_->configure(config_.string("metrics.file"), config_.duration("metrics.interval"));
   load_enrollment_and_connect();
 
   // Ready once the identity is loaded and the loop runs; the watchdog is fed from the loop
@@ -543,6 +555,7 @@ int AgentDaemon::run() {
     s.channel = client_->status();
     s.channel.state = ChannelState::kStopped;
     (void)write_status_file(paths_, s);
+    if (metrics_) metrics_->on_channel(s.channel);
   }
   log::info("stopped");
   return 0;

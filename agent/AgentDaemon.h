@@ -10,6 +10,7 @@
 
 #include "agent/AgentConfig.h"
 #include "agent/AgentDiscovery.h"
+#include "agent/AgentMetrics.h"
 #include "agent/AgentSession.h"
 #include "agent/AgentSettings.h"
 #include "agent/DeviceIdentity.h"
@@ -97,6 +98,7 @@ class AgentDaemon final : public SessionHost {
   std::unique_ptr<InventoryMonitor> inventory_;
   std::unique_ptr<ShadowSupervisor> shadow_;
   std::unique_ptr<AgentDiscovery> discovery_;
+  std::unique_ptr<AgentMetrics> metrics_;  // metrics.file (off by default)
   platform::SystemdNotifier notifier_;
   std::string device_name_;
   std::string endpoint_;

@@ -48,6 +48,10 @@ class AgentDiscovery {
   [[nodiscard]] Result<nlohmann::json> wake_peer(const protocol::WakePeer& request);
   // wol.unsupported events for NICs that could not be set up.
   [[nodiscard]] std::vector<protocol::Event> channel_events() const;
+  // The responder's counters (metrics); null when it is not running.
+  [[nodiscard]] const DiscoveryCounters* discovery_counters() const noexcept {
+    return responder_ ? &responder_->counters() : nullptr;
+  }
 
  private:
   [[nodiscard]] DiscoverySelf self();

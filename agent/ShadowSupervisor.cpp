@@ -79,6 +79,9 @@ void ShadowSupervisor::start(const protocol::ShadowStart& request, ShadowSession
   session_ = std::make_unique<ShadowSession>(
       std::move(env), request, decision, std::move(endpoint).value(), std::move(answer),
       [this](const protocol::ShadowStop& stop, bool tell_server) {
+        // Bounded: reasons beyond the first few dozen distinct ones count as "other".
+        const bool known = ended_counts_.count(stop.reason) != 0 || ended_counts_.size() < 32;
+        ++ended_counts_[known ? stop.reason : std::string("other")];
         last_ended_ = "session " + stop.session_id + " ended (" + stop.reason + ")" +
                       (stop.message.empty() ? "" : ": " + stop.message.substr(0, 512));
         if (tell_server && hooks_.send_stop) hooks_.send_stop(stop);

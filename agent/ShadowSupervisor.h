@@ -6,7 +6,9 @@
 
 #include <libwebsockets.h>
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -49,6 +51,10 @@ class ShadowSupervisor {
   [[nodiscard]] std::string describe() const;
   // How the last accepted session ended: "session ID ended (REASON): MESSAGE", "" if none.
   [[nodiscard]] const std::string& last_ended() const noexcept { return last_ended_; }
+  // Sessions ended since start, by their shadow_stop reason (metrics).
+  [[nodiscard]] const std::map<std::string, std::uint64_t>& ended_counts() const noexcept {
+    return ended_counts_;
+  }
 
   // Called once (then cleared) when the last session is gone.
   std::function<void()> on_idle;
@@ -66,6 +72,7 @@ class ShadowSupervisor {
   std::unique_ptr<ShadowSession> session_;
   std::unique_ptr<ShadowSession> finished_session_;
   std::string last_ended_;
+  std::map<std::string, std::uint64_t> ended_counts_;
   LwsTimer reap_timer_;
 };
 

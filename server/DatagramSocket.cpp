@@ -80,14 +80,15 @@ void DatagramSocket::on_readable() {
     if (n < 0) return;  // EAGAIN (or an ICMP error reported on the socket): done for now
     auto decoded = protocol::decode_datagram(std::span<const std::uint8_t>(buf, std::size_t(n)));
     if (!decoded.ok()) {
-      ++stray_;
+      ++undecodable_;
       continue;
     }
     auto it = handlers_.find(nonce_of(*decoded));
     if (it == handlers_.end()) {
-      ++stray_;
+      ++unmatched_;
       continue;
     }
+    ++matched_;
     Received received{std::move(*decoded), std::size_t(n), ntohl(sa.sin_addr.s_addr),
                       ntohs(sa.sin_port)};
     Handler handler = it->second;  // a copy: the handler may forget() itself

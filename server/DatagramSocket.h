@@ -47,7 +47,11 @@ class DatagramSocket {
   void expect(std::uint64_t nonce, Handler handler) { handlers_[nonce] = std::move(handler); }
   void forget(std::uint64_t nonce) { handlers_.erase(nonce); }
   // Datagrams that decoded but matched no nonce, or did not decode.
-  [[nodiscard]] std::uint64_t stray_count() const noexcept { return stray_; }
+  [[nodiscard]] std::uint64_t stray_count() const noexcept { return undecodable_ + unmatched_; }
+  // The same apart, and the replies handed to a handler (docs/metrics.md).
+  [[nodiscard]] std::uint64_t undecodable_count() const noexcept { return undecodable_; }
+  [[nodiscard]] std::uint64_t unmatched_count() const noexcept { return unmatched_; }
+  [[nodiscard]] std::uint64_t matched_count() const noexcept { return matched_; }
 
  private:
   DatagramSocket() = default;
@@ -57,7 +61,9 @@ class DatagramSocket {
   std::uint16_t port_ = 0;
   std::unique_ptr<LwsFdWatcher> watcher_;
   std::unordered_map<std::uint64_t, Handler> handlers_;
-  std::uint64_t stray_ = 0;
+  std::uint64_t undecodable_ = 0;
+  std::uint64_t unmatched_ = 0;
+  std::uint64_t matched_ = 0;
 };
 
 // A random nonce (never 0).

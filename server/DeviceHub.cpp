@@ -139,6 +139,7 @@ void DeviceHub::on_connected(ConnectionId connection, const std::string& device_
             finished);
     }
     transport_.close(it->second.connection, kCloseReplaced, "replaced");
+    if (it->second.greeted) announce(device_id, nullptr);
     current_.erase(it);
   }
   Connection conn;
@@ -169,7 +170,10 @@ void DeviceHub::on_closed(ConnectionId connection) {
     const bool was_online = live->second.greeted;
     touch(device_id, live->second.address);
     current_.erase(live);
-    if (was_online) log::info("device " + short_id(device_id) + " went offline");
+    if (was_online) {
+      announce(device_id, nullptr);
+      log::info("device " + short_id(device_id) + " went offline");
+    }
   }
   finish(finished);
 }
@@ -309,7 +313,10 @@ void DeviceHub::handle_hello(ConnectionId connection, Connection& conn, const st
   const bool first_hello = !conn.hello_done;
   conn.hello_done = true;
   LiveEntry& live = current_[conn.device_id];
-  live.greeted = true;
+  if (!live.greeted) {
+    live.greeted = true;
+    announce(conn.device_id, &live);
+  }
   live.stored_inventory_json = (*device)->inventory_json;
 
   protocol::HelloAck ack;
@@ -534,8 +541,28 @@ void DeviceHub::disconnect(const std::string& id, int close_code, const std::str
   }
   touch(id, it->second.address);
   transport_.close(it->second.connection, close_code, reason);
+  if (it->second.greeted) announce(id, nullptr);
   current_.erase(it);
   finish(finished);
+}
+
+void DeviceHub::announce(const std::string& device_id, const LiveEntry* entry) {
+  if (!presence_handler_) return;
+  if (entry == nullptr) {
+    presence_handler_(device_id, std::nullopt);
+  } else {
+    presence_handler_(device_id, entry->gateway.empty() ? "direct" : "gateway:" + entry->gateway);
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> DeviceHub::online_devices() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [id, entry] : current_) {
+    if (entry.greeted) {
+      out.emplace_back(id, entry.gateway.empty() ? "direct" : "gateway:" + entry.gateway);
+    }
+  }
+  return out;
 }
 
 }  // namespace tether::server

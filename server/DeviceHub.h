@@ -76,6 +76,13 @@ class DeviceHub final : public LiveDevices {
   void set_shadow_stop_handler(ShadowStopHandler handler) {
     shadow_stop_handler_ = std::move(handler);
   }
+  // Who hears that a device's channel here is greeted (with how it is connected: "direct" or
+  // "gateway:NAME") or gone (nullopt): the cluster's presence table (ClusterDevices).
+  using PresenceHandler =
+      std::function<void(const std::string&, const std::optional<std::string>&)>;
+  void set_presence_handler(PresenceHandler handler) { presence_handler_ = std::move(handler); }
+  // The greeted devices and how each is connected, to announce them again.
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> online_devices() const;
 
  private:
   struct PendingRequest {
@@ -121,6 +128,7 @@ class DeviceHub final : public LiveDevices {
   static void drain(Connection& conn, const Error& error, Finished& out);
   static void finish(Finished& finished);
   void touch(const std::string& device_id, const std::string& address);
+  void announce(const std::string& device_id, const LiveEntry* entry);
   std::int64_t now() const;
 
   Store& store_;
@@ -136,6 +144,7 @@ class DeviceHub final : public LiveDevices {
   // Activity not yet written to the store, by device id.
   std::unordered_map<std::string, DeviceActivity> unflushed_;
   ShadowStopHandler shadow_stop_handler_;
+  PresenceHandler presence_handler_;
   std::uint64_t next_notification_ = 1;
 };
 

@@ -83,10 +83,52 @@ Result<CreatedToken> EnrollmentService::create_token(std::optional<std::chrono::
 
 std::optional<std::chrono::seconds> EnrollmentService::admit_attempt(
     const std::string& source, RateLimiter::Clock::time_point now) {
-  return limiter_.take(source, now);
+  auto wait = limiter_.take(source, now);
+  if (wait) failed_.with({"rate_limited"}).inc();
+  return wait;
+}
+
+namespace {
+
+// The reason label of a failed enrollment (docs/metrics.md).
+std::string enrollment_failure_reason(const Error& error) {
+  if (error.message == kUnknownTokenMessage) return "unknown_token";
+  if (error.message == kExpiredTokenMessage) return "expired_token";
+  if (error.message == kUsedTokenMessage) return "used_token";
+  switch (error.code) {
+    case Errc::kPermissionDenied:
+      return error.message.find("bound to MAC") != std::string::npos ? "mac_mismatch" : "revoked";
+    case Errc::kBadValue: return "bad_request";
+    default: return "internal";
+  }
+}
+
+}  // namespace
+
+void EnrollmentService::set_metrics(MetricsRegistry& registry) {
+  enrolled_ = registry.counter_family(
+      "tether_enrollments_total",
+      "Devices enrolled, by whether the device was new or known already (re-enrolled).", {"kind"});
+  failed_ = registry.counter_family("tether_enrollment_failures_total",
+                                    "Enrollment attempts refused, by reason.", {"reason"});
+  for (const char* kind : {"new", "re_enrolled"}) enrolled_.with({kind});
+  for (const char* reason : {"rate_limited", "unknown_token", "expired_token", "used_token",
+                             "mac_mismatch", "revoked", "bad_request", "internal"}) {
+    failed_.with({reason});
+  }
 }
 
 Result<EnrollmentResult> EnrollmentService::enroll(const EnrollmentRequest& request) {
+  auto result = enroll_unmetered(request);
+  if (result.ok()) {
+    enrolled_.with({result->re_enrolled ? "re_enrolled" : "new"}).inc();
+  } else {
+    failed_.with({enrollment_failure_reason(result.error())}).inc();
+  }
+  return result;
+}
+
+Result<EnrollmentResult> EnrollmentService::enroll_unmetered(const EnrollmentRequest& request) {
   std::string secret = request.secret;
   if (secret.rfind(protocol::kEnrollmentTokenPrefix, 0) == 0) {
     auto token = protocol::parse_enrollment_token(secret);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/MetricsRegistry.h"
 #include "common/Result.h"
 #include "server/CertificateAuthority.h"
 #include "server/RateLimiter.h"
@@ -67,8 +68,15 @@ class EnrollmentService {
   // binding, revoked key), kBadValue (CSR), others from the store.
   [[nodiscard]] Result<EnrollmentResult> enroll(const EnrollmentRequest& request);
 
+  // Registers tether_enrollments_total and tether_enrollment_failures_total{reason}
+  // (docs/metrics.md) in `registry`, which must outlive this service.
+  void set_metrics(MetricsRegistry& registry);
+
  private:
   std::int64_t now() const;
+  Result<EnrollmentResult> enroll_unmetered(const EnrollmentRequest& request);
+  MetricsRegistry::Family<Counter> enrolled_;
+  MetricsRegistry::Family<Counter> failed_;
 
   Store& store_;
   const CertificateAuthority& ca_;

@@ -58,6 +58,14 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewaySettings& settings
   }
   if (!identity.ok()) return identity.error();
   gw->identity_ = std::move(identity).value();
+  bool token_created = false;
+  TETHER_ASSIGN_OR_RETURN(
+      gw->metrics_endpoint_,
+      MetricsEndpoint::open(dir, gw->metrics_.registry(), std::nullopt, token_created));
+  if (token_created) {
+    log::notice("created the metrics token: " + gw->metrics_endpoint_->token_path() +
+                " (GET /metrics; docs/metrics.md)");
+  }
 
   HttpsServerOptions https;
   https.listen = settings.listen;
@@ -84,6 +92,7 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewaySettings& settings
   gw->tunnels_->on_event = [self](const std::string& session, const std::string& event,
                                   const std::string& reason) {
     log::info("tunnel " + session + ": " + event + (reason.empty() ? "" : " (" + reason + ")"));
+    if (event == "ended") self->metrics_.tunnel_ended(reason);
     self->router_->tunnel_event(session, event, reason);
   };
   gw->router_->set_tunnel_hooks(GatewayRouter::TunnelHooks{
@@ -98,7 +107,12 @@ Result<std::unique_ptr<Gateway>> Gateway::create(const GatewaySettings& settings
   gw->https_->set_channel_sink(ChannelKind::kUp, &gw->router_->device_sink());
   gw->https_->set_channel_sink(ChannelKind::kLink, &gw->router_->link_sink());
   gw->https_->set_tunnel_relay(gw->relay_.get());
+  gw->metrics_.attach(*gw->https_, *gw->router_, *gw->tunnels_, *gw->relay_);
   gw->https_->set_http_handler([self](const HttpRequest& request, HttpRespond respond) {
+    if (MetricsEndpoint::owns(request)) {
+      respond(self->metrics_endpoint_->serve(request));
+      return;
+    }
     self->router_->handle_http(request, std::move(respond));
   });
   gw->loop_ = std::make_unique<DaemonLoop>(

@@ -12,9 +12,11 @@
 #include "server/DaemonLoop.h"
 #include "server/GatewayConfig.h"
 #include "server/GatewayIdentity.h"
+#include "server/GatewayMetrics.h"
 #include "server/GatewayRouter.h"
 #include "server/GatewayTunnels.h"
 #include "server/HttpsServer.h"
+#include "server/MetricsEndpoint.h"
 #include "server/TunnelRelay.h"
 
 namespace tether::server {
@@ -38,6 +40,9 @@ class Gateway {
   [[nodiscard]] bool drained() const;
 
   GatewaySettings settings_;
+  // First: the parts below hold handles into its registry.
+  GatewayMetrics metrics_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   GatewayIdentity identity_;
   std::unique_ptr<HttpsServer> https_;
   std::unique_ptr<GatewayRouter> router_;

@@ -66,8 +66,19 @@ Status GatewayConnector::start(lws_context* context) {
   return {};
 }
 
+void GatewayConnector::set_active(bool active) {
+  if (active_ == active) return;
+  active_ = active;
+  if (active) {
+    reload();
+    return;
+  }
+  for (auto& [name, link] : links_) detach(*link);
+  links_.clear();
+}
+
 void GatewayConnector::reload() {
-  if (vhost_ == nullptr) return;
+  if (vhost_ == nullptr || !active_) return;
   auto gateways = store_.list_gateways();
   if (!gateways.ok()) {
     log::error("cannot read the gateways: " + gateways.error().message);

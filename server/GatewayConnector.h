@@ -68,6 +68,11 @@ class GatewayConnector final : public UpTransport, public ShadowGateways {
   // Closes every link; the channels of devices behind them end in the hub at once (the
   // gateways keep the devices connected and announce them again when the server is back).
   void stop();
+  // Scale-out: only one server instance links to the gateways at a time (each gateway keeps
+  // one link and the newest wins, so two linking instances would take turns forever).
+  // Inactive, it holds no links; made active again, it connects as reload() does.
+  void set_active(bool active);
+  [[nodiscard]] bool active() const noexcept { return active_; }
 
   void device_allowed(const std::string& device_id);
   void device_revoked(const std::string& device_id);
@@ -115,6 +120,7 @@ class GatewayConnector final : public UpTransport, public ShadowGateways {
   GatewayConnectorSettings settings_;
   lws_context* context_ = nullptr;
   lws_vhost* vhost_ = nullptr;
+  bool active_ = true;
   lws_protocols protocols_[2]{};
   HttpHandler http_handler_;
   TunnelEventHandler tunnel_event_;

@@ -12,6 +12,7 @@
 #include "platform/ClockDiagnosis.h"
 #include "platform/Pki.h"
 #include "protocol/UpMessage.h"
+#include "server/ChannelMetrics.h"
 #include "server/TunnelRelay.h"
 
 namespace tether::server {
@@ -68,6 +69,10 @@ std::string peer_address(lws* wsi) {
   return out;
 }
 
+const char* channel_name(ChannelKind kind) {
+  return kind == ChannelKind::kLink ? "link" : "up";
+}
+
 bool is_any_address(const std::string& host) {
   return host == "0.0.0.0" || host == "::" || host == "*";
 }
@@ -111,6 +116,12 @@ class HttpsServer::HubSink final : public ChannelSink {
 void HttpsServer::set_hub(DeviceHub* hub) {
   hub_sink_ = hub != nullptr ? std::make_unique<HubSink>(*hub) : nullptr;
   sinks_[static_cast<int>(ChannelKind::kUp)] = hub_sink_.get();
+}
+
+std::size_t HttpsServer::channel_count(ChannelKind kind) const noexcept {
+  std::size_t n = 0;
+  for (const auto& [id, conn] : up_) n += conn.kind == kind ? 1 : 0;
+  return n;
 }
 
 ChannelKind HttpsServer::kind_of(lws* wsi) {
@@ -591,6 +602,9 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
       const std::string address = peer_address(wsi);
       if (uri != kChannelPaths[static_cast<int>(kind)] || sink == nullptr) {
         log::info("refused a WebSocket on " + uri.substr(0, 64) + " from " + address);
+        if (channel_metrics_ != nullptr) {
+          channel_metrics_->refused(channel_name(kind), "wrong_path");
+        }
         return 1;
       }
       auto peer = sink->identify(lws_get_ssl(wsi));
@@ -598,8 +612,12 @@ int HttpsServer::on_up(lws* wsi, lws_callback_reasons reason, UpSessionData* ses
       if (!admitted.ok()) {
         log::notice(std::string("refused ") + (kind == ChannelKind::kLink ? "link" : "UP") +
                     " connection from " + address + ": " + admitted.error().message);
+        if (channel_metrics_ != nullptr) {
+          channel_metrics_->refused(channel_name(kind), channel_refusal_reason(admitted.error()));
+        }
         return 1;
       }
+      if (channel_metrics_ != nullptr) channel_metrics_->accepted(channel_name(kind), *peer);
       return 0;
     }
 

@@ -30,6 +30,7 @@
 namespace tether::server {
 
 class TunnelRelay;
+class ChannelMetrics;
 
 // The WebSocket channels the listener carries besides tunnels (see ChannelSink).
 enum class ChannelKind { kUp = 0, kLink = 1 };
@@ -67,6 +68,10 @@ class HttpsServer final : public UpTransport {
   }
   // The shadowing relay: WebSockets at /tunnel/... (subprotocols tether.tunnel.v1, binary).
   void set_tunnel_relay(TunnelRelay* relay) { tunnel_ = relay; }
+  // Counts channel upgrades (accepted, refused, reconnects); none: not counted.
+  void set_channel_metrics(ChannelMetrics* metrics) { channel_metrics_ = metrics; }
+  // Open channels of one kind (walks them: for scrapes, not hot paths).
+  [[nodiscard]] std::size_t channel_count(ChannelKind kind) const noexcept;
   // Called on the loop after lws_cancel_service() (from a signal handler, for instance).
   void set_wake_handler(std::function<void()> handler) { wake_handler_ = std::move(handler); }
 
@@ -150,6 +155,7 @@ class HttpsServer final : public UpTransport {
   ChannelSink* sinks_[2] = {nullptr, nullptr};
   std::function<void()> wake_handler_;
   TunnelRelay* tunnel_ = nullptr;
+  ChannelMetrics* channel_metrics_ = nullptr;
   lws_protocols protocols_[6]{};
   lws_retry_bo_t retry_{};
   std::vector<ssl::X509Ptr> client_cas_;

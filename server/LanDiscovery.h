@@ -62,6 +62,11 @@ class LanDiscovery {
   [[nodiscard]] bool auto_registration() const noexcept { return auto_registration_; }
   // Unix seconds of the device's last answer to an online probe; 0 when none.
   [[nodiscard]] std::int64_t last_seen_udp(const std::string& id) const;
+  // For the metrics: null until started (and when starting failed).
+  [[nodiscard]] const DatagramSocket* datagram_socket() const noexcept { return socket_.get(); }
+  [[nodiscard]] const RegistrationListener* registration_listener() const noexcept {
+    return listener_.get();
+  }
 
  private:
   std::optional<HttpResponse> start_scan(const HttpRequest& request);

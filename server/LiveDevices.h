@@ -6,6 +6,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "common/Result.h"
 #include "protocol/UpMessage.h"
@@ -18,6 +20,8 @@ struct LiveDeviceState {
   std::string status_json;               // latest status report, "" if none yet
   std::string connected_via = "direct";  // or "gateway:NAME"
   std::string gateway;                   // the gateway's name; "" when direct
+  // The server instance holding the channel (ClusterBus ids); "" for a single instance.
+  std::string instance;
 };
 
 // Called exactly once with the device's result (ok or the device's own error), or with an
@@ -30,6 +34,15 @@ class LiveDevices {
   virtual ~LiveDevices() = default;
   // The state of the device's open channel; nullopt when it is offline.
   [[nodiscard]] virtual std::optional<LiveDeviceState> live_state(const std::string& id) const = 0;
+  // The states of many devices at once (a listing), by id; offline devices are absent.
+  [[nodiscard]] virtual std::unordered_map<std::string, LiveDeviceState> live_states(
+      const std::vector<std::string>& ids) const {
+    std::unordered_map<std::string, LiveDeviceState> out;
+    for (const auto& id : ids) {
+      if (auto state = live_state(id)) out.emplace(id, std::move(*state));
+    }
+    return out;
+  }
   // Closes the device's channel (if open) with a WebSocket close code.
   virtual void disconnect(const std::string& id, int close_code, const std::string& reason) = 0;
   // Sends a request (command, settings, ...) on the device's channel. When the device is

@@ -219,8 +219,13 @@ void OnlineChecker::reap() {
 void OnlineChecker::background_round() {
   std::vector<std::string> ids;
   if (auto devices = store_.list_devices(); devices.ok()) {
+    std::vector<std::string> all;
+    all.reserve(devices->size());
+    for (const auto& d : *devices) all.push_back(d.id);
+    // One look for all (with several instances, one query rather than one per device).
+    const auto online = live_.live_states(all);
     for (const auto& d : *devices) {
-      if (!d.revoked && !live_.live_state(d.id)) ids.push_back(d.id);
+      if (!d.revoked && online.count(d.id) == 0) ids.push_back(d.id);
     }
   }
   if (!ids.empty()) {

@@ -336,13 +336,13 @@ HttpResponse RestApi::create_enroll_token(const HttpRequest& request) {
   return json_response(201, answer);
 }
 
-json RestApi::device_json(const DeviceRecord& d, bool with_details) const {
-  const auto live = live_.live_state(d.id);
+json RestApi::device_json(const DeviceRecord& d, const LiveDeviceState* live,
+                          bool with_details) const {
   json j = {
       {"id", d.id},
       {"name", d.name.empty() ? d.hostname : d.name},
       {"hostname", d.hostname},
-      {"online", live.has_value()},
+      {"online", live != nullptr},
       {"connected_via", live ? live->connected_via : std::string("direct")},
       {"address", live && !live->address.empty() ? live->address : d.address},
       {"agent_version", d.agent_version},
@@ -353,6 +353,7 @@ json RestApi::device_json(const DeviceRecord& d, bool with_details) const {
       {"cert_serial", d.cert_serial},
       {"cert_expires", d.cert_expires},
       {"revoked", d.revoked},
+      {"instance", live && !live->instance.empty() ? json(live->instance) : json(nullptr)},
   };
   if (lan_ != nullptr) {
     const std::int64_t udp = lan_->last_seen_udp(d.id);
@@ -371,14 +372,23 @@ HttpResponse RestApi::list_devices() {
   auto devices = store_.list_devices();
   if (!devices.ok()) return from_error(devices.error());
   json list = json::array();
-  for (const auto& d : *devices) list.push_back(device_json(d, false));
+  std::vector<std::string> ids;
+  ids.reserve(devices->size());
+  for (const auto& d : *devices) ids.push_back(d.id);
+  // One look at the cluster's presence for the whole list, not one per device.
+  const auto live = live_.live_states(ids);
+  for (const auto& d : *devices) {
+    const auto it = live.find(d.id);
+    list.push_back(device_json(d, it == live.end() ? nullptr : &it->second, false));
+  }
   return json_response(200, {{"devices", list}});
 }
 
 HttpResponse RestApi::show_device(const std::string& id) {
   auto device = find_device(id);
   if (!device.ok()) return from_error(device.error());
-  return json_response(200, device_json(*device, true));
+  const auto live = live_.live_state(device->id);
+  return json_response(200, device_json(*device, live ? &*live : nullptr, true));
 }
 
 HttpResponse RestApi::revoke_device(const std::string& id, bool also_delete) {
@@ -391,7 +401,7 @@ HttpResponse RestApi::revoke_device(const std::string& id, bool also_delete) {
   log::notice(std::string("device ") + (also_delete ? "deleted: " : "revoked: ") + id);
   if (also_delete) return json_response(200, {{"deleted", id}});
   device->revoked = true;
-  return json_response(200, device_json(*device, false));
+  return json_response(200, device_json(*device, nullptr, false));
 }
 
 Result<DeviceRecord> RestApi::find_device(const std::string& id) {

@@ -75,7 +75,9 @@ class RestApi {
                   DeviceAnswer answer);
   // The device (not deleted) or the response that says why not (404, 500).
   Result<DeviceRecord> find_device(const std::string& id);
-  nlohmann::json device_json(const DeviceRecord& device, bool with_details) const;
+  // `live`: the device's live state when it is online (nullptr: offline).
+  nlohmann::json device_json(const DeviceRecord& device, const LiveDeviceState* live,
+                             bool with_details) const;
 
   Store& store_;
   EnrollmentService& enrollment_;

@@ -9,6 +9,7 @@
 #include "common/Result.h"
 #include "server/AdminToken.h"
 #include "server/CertificateAuthority.h"
+#include "server/ClusterDevices.h"
 #include "server/DaemonLoop.h"
 #include "server/DeviceHub.h"
 #include "server/EnrollmentService.h"
@@ -16,10 +17,13 @@
 #include "server/GatewayConnector.h"
 #include "server/HttpsServer.h"
 #include "server/LanDiscovery.h"
+#include "server/MetricsEndpoint.h"
+#include "server/PgClusterBus.h"
 #include "server/RestApi.h"
 #include "server/ServerConfig.h"
+#include "server/ServerMetrics.h"
 #include "server/ShadowService.h"
-#include "server/SqliteStore.h"
+#include "server/Store.h"
 #include "server/TunnelRelay.h"
 #include "server/UserApi.h"
 #include "server/WebApp.h"
@@ -46,14 +50,22 @@ class Server {
   void begin_shutdown();
   [[nodiscard]] bool drained() const;
   void flush_activity();
+  void end_orphaned_audit(const std::vector<std::string>& running, std::int64_t requested_before);
 
   ServerSettings settings_;
+  // First: the parts below hold handles into its registry.
+  ServerMetrics metrics_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   // The hub's transport: the listener's channels and those of devices behind gateways.
   ChannelRouter channels_;
   std::unique_ptr<CertificateAuthority> ca_;
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<EnrollmentService> enrollment_;
   std::unique_ptr<HttpsServer> https_;
+  // Scale-out on PostgreSQL (nullptr on SQLite): declared before the hub, so that the hub's
+  // requests still waiting when it goes can answer other instances through them.
+  std::unique_ptr<PgClusterBus> bus_;
+  std::unique_ptr<ClusterDevices> cluster_;
   std::unique_ptr<DeviceHub> hub_;
   std::unique_ptr<RestApi> rest_;
   std::unique_ptr<GatewayApi> gateways_;
@@ -65,6 +77,7 @@ class Server {
   std::unique_ptr<WebApp> web_;
   std::unique_ptr<DaemonLoop> loop_;
   std::chrono::steady_clock::time_point next_flush_{};
+  std::chrono::steady_clock::time_point next_audit_sweep_{};
 };
 
 }  // namespace tether::server

@@ -90,6 +90,10 @@ const ConfigSchema& server_config_schema() {
        0, kDay},
       {"wake.rate", SettingType::kInteger, "20", "devices woken per second in a bulk wake-on-LAN",
        1, 10000},
+      {"store.url", SettingType::kString, "",
+       "where the server keeps its registry: empty for SQLite in the state directory "
+       "(tether.db), postgresql://[USER@]HOST[:PORT]/DB for PostgreSQL (several instances on "
+       "one database)"},
       log_level_setting(),
   };
   return schema;
@@ -150,6 +154,15 @@ Result<ServerSettings> settings_from_config(const Config& config, std::string st
   s.login_rate_per_minute = static_cast<int>(config.integer("web.login_rate_per_minute"));
   s.shadow_token_ttl = seconds_of(config, "shadow.token_ttl");
   s.shadow_max_sessions = static_cast<std::size_t>(config.integer("shadow.max_sessions"));
+  s.store_url = config.string("store.url");
+  if (!s.store_url.empty() && !s.store_url.starts_with("postgresql://") &&
+      !s.store_url.starts_with("postgres://")) {
+    // The value itself is left out: it may hold a password.
+    return make_error(Errc::kBadValue, config.origin("store.url") +
+                                           ": store.url must be empty (SQLite in the state "
+                                           "directory) or start with postgresql:// or "
+                                           "postgres://");
+  }
   TETHER_ASSIGN_OR_RETURN(s.log_level, daemon_log_level(config));
   return s;
 }

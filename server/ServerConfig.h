@@ -47,6 +47,9 @@ struct ServerSettings {
   std::string novnc_root;
   std::chrono::seconds web_session_ttl{12 * 3600};
   int login_rate_per_minute = 10;
+  // store.url: "" for SQLite at STATE_DIR/tether.db, or postgresql://... (server/StoreFactory.h).
+  // May hold a password: never log it (PostgresStore::describe_url).
+  std::string store_url;
 };
 
 // Builds the settings from parsed arguments: -c FILE (or the default file and its .d

@@ -193,6 +193,26 @@ void ShadowService::save(const ShadowAuditRecord& record) {
   }
 }
 
+Result<int> ShadowService::end_orphaned_audit(const std::vector<std::string>& running,
+                                              std::int64_t requested_before) {
+  // The newest rows: a row older than these is long ended or long orphaned (bounded work).
+  constexpr int kRowsLooked = 1000;
+  TETHER_ASSIGN_OR_RETURN(auto rows, store_.list_shadow_audit("", kRowsLooked));
+  int ended = 0;
+  for (auto& row : rows) {
+    if (row.ended_at || row.requested_at >= requested_before || find(row.session_id) != nullptr ||
+        std::find(running.begin(), running.end(), row.session_id) != running.end()) {
+      continue;
+    }
+    row.ended_at = now();
+    row.end_reason = "server_lost";
+    row.end_message = "the server (instance) that ran the session stopped without ending it";
+    TETHER_TRY(store_.save_shadow_audit(row));
+    ++ended;
+  }
+  return ended;
+}
+
 ShadowService::Session* ShadowService::find(const std::string& session_id) const {
   auto it = sessions_.find(session_id);
   return it == sessions_.end() ? nullptr : it->second.get();
@@ -225,14 +245,28 @@ std::optional<HttpResponse> ShadowService::route(const HttpRequest& request,
   if (parts[0] == "shadow") {
     if (parts.size() == 2) {
       if (method != "GET") return not_allowed("GET");
-      return list_response();
+      if (!peer_sessions_.list) return list_response();
+      // Every instance's sessions: ours, then the others' as they answer.
+      peer_sessions_.list([mine = local_sessions_json(), respond](json theirs) {
+        json all = mine;
+        for (auto& s : theirs) all.push_back(std::move(s));
+        respond(json_response(200, {{"sessions", all}}));
+      });
+      return std::nullopt;
     }
     if (method != "DELETE") return not_allowed("DELETE");
-    if (!end_by_admin(parts[2])) {
+    const std::string session = parts[2];
+    if (end_by_admin(session)) return json_response(200, {{"ended", session}});
+    auto not_found = [session] {
       return error_response(404, Errc::kNotFound,
-                            "no active shadowing session " + parts[2].substr(0, 64));
-    }
-    return json_response(200, {{"ended", parts[2]}});
+                            "no active shadowing session " + session.substr(0, 64));
+    };
+    if (!peer_sessions_.end) return not_found();
+    // Perhaps another instance runs it (the one holding the device).
+    peer_sessions_.end(session, [session, respond, not_found](bool ended) {
+      respond(ended ? json_response(200, {{"ended", session}}) : not_found());
+    });
+    return std::nullopt;
   }
   // POST /devices/{id}/shadow
   if (method != "POST") return not_allowed("POST");
@@ -282,6 +316,10 @@ std::optional<HttpResponse> ShadowService::route(const HttpRequest& request,
 }
 
 HttpResponse ShadowService::list_response() const {
+  return json_response(200, {{"sessions", local_sessions_json()}});
+}
+
+json ShadowService::local_sessions_json() const {
   json sessions = json::array();
   for (const auto& info : active_sessions()) {
     json j = audit_json(info.audit);
@@ -293,7 +331,7 @@ HttpResponse ShadowService::list_response() const {
     j["queued_to_device"] = info.queued_to_device;
     sessions.push_back(std::move(j));
   }
-  return json_response(200, {{"sessions", sessions}});
+  return sessions;
 }
 
 HttpResponse ShadowService::audit_response(const HttpRequest& request) {
@@ -372,6 +410,9 @@ void ShadowService::start(const StartRequest& request, HttpRespond respond) {
     respond(error_response(404, Errc::kNotFound, "no device " + request.device_id.substr(0, 64)));
     return;
   }
+  // Another instance holds the device's channel: the session is made there (its tunnels meet
+  // at that instance), and its answer comes back through `respond`.
+  if (start_forwarder_ && start_forwarder_(request, respond)) return;
   ShadowAuditRecord audit;
   auto id = random_token(16);
   auto device_token = random_token(32);
@@ -610,6 +651,7 @@ void ShadowService::finish_if_done(const std::string& session_id) {
   record.bytes_to_viewer = static_cast<std::int64_t>(s.splice.bytes_to(TunnelEnd::kViewer));
   record.bytes_to_device = static_cast<std::int64_t>(s.splice.bytes_to(TunnelEnd::kDevice));
   save(record);
+  if (on_finished) on_finished(record);
   if (record.started_at) {
     log::info("shadowing session " + session_id + " ended: " + record.end_reason +
               (record.end_message.empty() ? "" : " (" + record.end_message + ")") + "; " +
@@ -829,7 +871,7 @@ namespace tether::server {
 
 bool ShadowService::viewer_origin_allowed(const std::optional<std::string>& origin,
                                           const std::string& host) const {
-  return tunnel_origin_allowed(origin, host);
+  return tunnel_origin_allowed(origin, host) || (origin && peer_origin_ && peer_origin_(*origin));
 }
 
 void ShadowService::on_gateway_tunnel_event(const std::string& gateway, const std::string& session,

@@ -79,6 +79,8 @@ class ShadowService final : public TunnelSessions {
   // Devices behind a gateway (LiveDeviceState::gateway) are shadowed through it; without
   // this, shadowing them is refused.
   void set_gateways(ShadowGateways* gateways) { gateways_ = gateways; }
+  // Called with each session's final audit row when it is gone (the metrics count them).
+  std::function<void(const ShadowAuditRecord&)> on_finished;
 
   // ---- REST (RestApi routes here after authenticating; request.principal is the admin) --
   // Whether the path (after /api/v1/, split at '/') is one of ours.
@@ -98,6 +100,23 @@ class ShadowService final : public TunnelSessions {
   };
   // Answers through `respond` (201 with the viewer URL, or the refusal), now or later.
   void start(const StartRequest& request, HttpRespond respond);
+  // Scale-out (ClusterDevices): when it returns true, another instance holds the device's
+  // channel and got the start; it answers through `respond`, which the forwarder took.
+  using StartForwarder = std::function<bool(const StartRequest&, HttpRespond&)>;
+  void set_start_forwarder(StartForwarder forwarder) { start_forwarder_ = std::move(forwarder); }
+  // Scale-out: the sessions other instances run. `list` gathers theirs (objects as GET
+  // /shadow/sessions lists them); `end` asks them to end one and tells whether one did.
+  struct PeerSessions {
+    std::function<void(std::function<void(nlohmann::json)>)> list;
+    std::function<void(const std::string&, std::function<void(bool)>)> end;
+  };
+  void set_peer_sessions(PeerSessions peers) { peer_sessions_ = std::move(peers); }
+  // This instance's sessions, as GET /shadow/sessions lists them.
+  [[nodiscard]] nlohmann::json local_sessions_json() const;
+  // Browsers may also join from these origins: the web apps of the other instances.
+  void set_peer_origin(std::function<bool(const std::string&)> allowed) {
+    peer_origin_ = std::move(allowed);
+  }
   // Ends a session as the admin asked (shadow_stop "admin"); false when there is none.
   bool end_by_admin(const std::string& session_id);
   [[nodiscard]] std::vector<ShadowSessionInfo> active_sessions() const;
@@ -136,6 +155,12 @@ class ShadowService final : public TunnelSessions {
   void stop_all();
   [[nodiscard]] std::size_t session_count() const noexcept { return sessions_.size(); }
 
+  // Audit rows a server (or instance) left open when it died without ending its sessions: every
+  // row still open, requested before `requested_before` (unix s), and neither run here nor
+  // one of `running` (the other instances' sessions) ends as server_lost. Returns how many.
+  [[nodiscard]] Result<int> end_orphaned_audit(const std::vector<std::string>& running,
+                                               std::int64_t requested_before);
+
  private:
   struct Session;
   class SessionIo;
@@ -165,6 +190,9 @@ class ShadowService final : public TunnelSessions {
   WallClock wall_clock_;
   TunnelTransport* transport_ = nullptr;
   ShadowGateways* gateways_ = nullptr;
+  StartForwarder start_forwarder_;
+  PeerSessions peer_sessions_;
+  std::function<bool(const std::string&)> peer_origin_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
   // Recently finished sessions whose reason a device's late shadow_stop may still refine
   // (a tunnel that closed before its shadow_stop arrived): session id → audit row.

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -94,7 +95,25 @@ CREATE TABLE gateways (
 );
 ALTER TABLE enrollment_tokens ADD COLUMN server_url TEXT;
 )sql",
+    // 6: web API sessions (server/UserApi.h), shared by every server instance on the store.
+    R"sql(
+CREATE TABLE api_sessions (
+  token_sha256 TEXT PRIMARY KEY,
+  principal TEXT NOT NULL,
+  admin INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX api_sessions_expiry ON api_sessions (expires_at);
+CREATE INDEX api_sessions_principal ON api_sessions (principal);
+)sql",
 };
+
+// The history of the migrations applied, one row each (the version itself stays in PRAGMA
+// user_version, which databases made before this table already carry).
+constexpr std::string_view kMigrationHistory =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+    "applied_at INTEGER NOT NULL)";
 
 // Agent-supplied strings are bounded by the protocol decoders already; these caps keep the
 // database bounded even if a caller forgets.
@@ -357,6 +376,13 @@ Status SqliteStore::migrate() {
     if (!applied.ok())
       return applied.error().context("migration to version " + std::to_string(v + 1));
     TETHER_TRY(exec("PRAGMA user_version = " + std::to_string(v + 1)));
+    TETHER_TRY(exec(kMigrationHistory));
+    TETHER_ASSIGN_OR_RETURN(auto history,
+                            Statement::prepare(db_.get(),
+                                               "INSERT OR REPLACE INTO schema_migrations "
+                                               "(version, applied_at) VALUES (?1, ?2)"));
+    history.bind(1, std::int64_t{v + 1}).bind(2, static_cast<std::int64_t>(std::time(nullptr)));
+    TETHER_TRY(history.run());
     TETHER_TRY(tx.commit());
   }
   return {};
@@ -769,6 +795,93 @@ Result<bool> SqliteStore::mark_gateway_joined(const std::string& name,
   stmt.bind(1, name).bind(2, secret_sha256).bind(3, now).bind(4, cap(cert_fingerprint, 64));
   TETHER_TRY(stmt.run());
   return sqlite3_changes(db_.get()) == 1;
+}
+
+// ---- web API sessions ------------------------------------------------------------------
+
+Status SqliteStore::insert_api_session(const ApiSessionRecord& session, std::int64_t now,
+                                       std::size_t max_sessions) {
+  TETHER_ASSIGN_OR_RETURN(auto tx, Transaction::begin(db_.get()));
+  {
+    TETHER_ASSIGN_OR_RETURN(
+        auto expired,
+        Statement::prepare(db_.get(), "DELETE FROM api_sessions WHERE expires_at <= ?1"));
+    expired.bind(1, now);
+    TETHER_TRY(expired.run());
+  }
+  {
+    // Full: the sessions closest to their end go first (rowid: the older among equals).
+    TETHER_ASSIGN_OR_RETURN(
+        auto excess,
+        Statement::prepare(db_.get(),
+                           "DELETE FROM api_sessions WHERE rowid IN (SELECT rowid FROM "
+                           "api_sessions ORDER BY expires_at, rowid LIMIT max(0, "
+                           "(SELECT count(*) FROM api_sessions) - ?1 + 1))"));
+    excess.bind(1, static_cast<std::int64_t>(max_sessions));
+    TETHER_TRY(excess.run());
+  }
+  {
+    TETHER_ASSIGN_OR_RETURN(auto insert,
+                            Statement::prepare(db_.get(),
+                                               "INSERT OR REPLACE INTO api_sessions (token_sha256, "
+                                               "principal, admin, created_at, expires_at) "
+                                               "VALUES (?1, ?2, ?3, ?4, ?5)"));
+    insert.bind(1, cap(session.token_sha256, 64))
+        .bind(2, cap(session.principal, 128))
+        .bind(3, std::int64_t{session.admin ? 1 : 0})
+        .bind(4, session.created_at)
+        .bind(5, session.expires_at);
+    TETHER_TRY(insert.run());
+  }
+  return tx.commit();
+}
+
+Result<std::optional<ApiSessionRecord>> SqliteStore::find_api_session(
+    const std::string& token_sha256, std::int64_t now) {
+  TETHER_ASSIGN_OR_RETURN(auto stmt,
+                          Statement::prepare(db_.get(),
+                                             "SELECT token_sha256, principal, admin, created_at, "
+                                             "expires_at FROM api_sessions WHERE token_sha256 = ?1 "
+                                             "AND expires_at > ?2"));
+  stmt.bind(1, token_sha256).bind(2, now);
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  if (!row) return std::optional<ApiSessionRecord>{};
+  return std::optional<ApiSessionRecord>(ApiSessionRecord{
+      stmt.text(0), stmt.text(1), stmt.integer(2) != 0, stmt.integer(3), stmt.integer(4)});
+}
+
+Result<bool> SqliteStore::delete_api_session(const std::string& token_sha256) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(), "DELETE FROM api_sessions WHERE token_sha256 = ?1"));
+  stmt.bind(1, token_sha256);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get()) == 1;
+}
+
+Result<int> SqliteStore::delete_api_sessions_of(const std::string& principal) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(), "DELETE FROM api_sessions WHERE principal = ?1 AND admin = 0"));
+  stmt.bind(1, principal);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get());
+}
+
+Result<int> SqliteStore::purge_api_sessions(std::int64_t now) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt, Statement::prepare(db_.get(), "DELETE FROM api_sessions WHERE expires_at <= ?1"));
+  stmt.bind(1, now);
+  TETHER_TRY(stmt.run());
+  return sqlite3_changes(db_.get());
+}
+
+Result<std::int64_t> SqliteStore::count_api_sessions(std::int64_t now) {
+  TETHER_ASSIGN_OR_RETURN(
+      auto stmt,
+      Statement::prepare(db_.get(), "SELECT count(*) FROM api_sessions WHERE expires_at > ?1"));
+  stmt.bind(1, now);
+  TETHER_ASSIGN_OR_RETURN(bool row, stmt.step());
+  return row ? stmt.integer(0) : std::int64_t{0};
 }
 
 }  // namespace tether::server

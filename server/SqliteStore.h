@@ -54,6 +54,14 @@ class SqliteStore final : public Store {
   Result<bool> remove_gateway(const std::string& name) override;
   Result<bool> mark_gateway_joined(const std::string& name, const std::string& secret_sha256,
                                    std::int64_t now, const std::string& cert_fingerprint) override;
+  Status insert_api_session(const ApiSessionRecord& session, std::int64_t now,
+                            std::size_t max_sessions) override;
+  Result<std::optional<ApiSessionRecord>> find_api_session(const std::string& token_sha256,
+                                                           std::int64_t now) override;
+  Result<bool> delete_api_session(const std::string& token_sha256) override;
+  Result<int> delete_api_sessions_of(const std::string& principal) override;
+  Result<int> purge_api_sessions(std::int64_t now) override;
+  Result<std::int64_t> count_api_sessions(std::int64_t now) override;
 
  private:
   struct DbCloser {

@@ -1,7 +1,9 @@
 // The server's persistent registry behind one interface, so that the SQL stays in one
-// backend class (SqliteStore now; PostgreSQL later). Callers never see SQL or handles.
+// backend class (SqliteStore, the embedded default; PostgresStore for several instances on
+// one database). Callers never see SQL or handles.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -85,6 +87,16 @@ struct ShadowAuditRecord {
   std::int64_t bytes_to_device = 0;
   std::string end_reason;  // "" while it runs
   std::string end_message;
+};
+
+// A web API session (server/UserApi.h), kept in the store so that every server instance
+// knows it. Only the SHA-256 of the session token is stored, never the token.
+struct ApiSessionRecord {
+  std::string token_sha256;  // hex, 64 digits
+  std::string principal;     // kAdminPrincipal or a user's name
+  bool admin = false;        // opened with the admin token
+  std::int64_t created_at = 0;
+  std::int64_t expires_at = 0;  // unix seconds; the session is gone from this second on
 };
 
 // What enrollment writes about a device (new or re-enrolling).
@@ -187,6 +199,24 @@ class Store {
                                                          const std::string& secret_sha256,
                                                          std::int64_t now,
                                                          const std::string& cert_fingerprint) = 0;
+
+  // Web API sessions. insert_api_session, in one transaction: forgets the sessions expired at
+  // `now`, then, while `max_sessions` or more are left, the one closest to its end (the oldest
+  // first among equals), then inserts `session`.
+  [[nodiscard]] virtual Status insert_api_session(const ApiSessionRecord& session, std::int64_t now,
+                                                  std::size_t max_sessions) = 0;
+  // nullopt when unknown or expired at `now`.
+  [[nodiscard]] virtual Result<std::optional<ApiSessionRecord>> find_api_session(
+      const std::string& token_sha256, std::int64_t now) = 0;
+  // false when there was no such session.
+  [[nodiscard]] virtual Result<bool> delete_api_session(const std::string& token_sha256) = 0;
+  // Ends every session of the user `principal` (not those opened with the admin token);
+  // returns how many.
+  [[nodiscard]] virtual Result<int> delete_api_sessions_of(const std::string& principal) = 0;
+  // Forgets the sessions expired at `now`; returns how many.
+  [[nodiscard]] virtual Result<int> purge_api_sessions(std::int64_t now) = 0;
+  // Sessions not expired at `now`.
+  [[nodiscard]] virtual Result<std::int64_t> count_api_sessions(std::int64_t now) = 0;
 };
 
 }  // namespace tether::server

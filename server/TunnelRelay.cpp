@@ -124,6 +124,16 @@ TunnelRelay::~TunnelRelay() {
   live_relays().erase(this);  // the client vhost (the context owns it) still names us
 }
 
+void TunnelRelay::set_metrics(MetricsRegistry& registry) {
+  auto family = registry.counter_family(
+      "tether_tunnel_relayed_bytes_total",
+      "Shadowing tunnel bytes relayed, by direction (to_viewer: received from the device's "
+      "end; to_device: received from the viewer's end).",
+      {"direction"});
+  relayed_[static_cast<std::size_t>(TunnelEnd::kDevice)] = family.with({"to_viewer"});
+  relayed_[static_cast<std::size_t>(TunnelEnd::kViewer)] = family.with({"to_device"});
+}
+
 std::size_t TunnelRelay::open_ends() const noexcept {
   std::size_t n = 0;
   for (const auto& [id, ends] : ends_) n += (ends[0] != nullptr) + (ends[1] != nullptr);
@@ -240,6 +250,7 @@ int TunnelRelay::on_callback(lws* wsi, lws_callback_reasons reason, void* user, 
         sessions_.received_text(id, end);
         return 0;
       }
+      relayed_[static_cast<std::size_t>(end)].inc(static_cast<double>(len));
       sessions_.received(id, end, std::string_view(static_cast<const char*>(in), len));
       return 0;
     }
@@ -431,6 +442,7 @@ int TunnelRelay::on_client(lws* wsi, lws_callback_reasons reason, void* in, std:
         sessions_.received_text(end->session, TunnelEnd::kDevice);
         return 0;
       }
+      relayed_[static_cast<std::size_t>(TunnelEnd::kDevice)].inc(static_cast<double>(len));
       sessions_.received(end->session, TunnelEnd::kDevice,
                          std::string_view(static_cast<const char*>(in), len));
       return 0;

@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/MetricsRegistry.h"
 #include "common/Result.h"
 #include "server/TunnelSessions.h"
 
@@ -78,6 +79,9 @@ class TunnelRelay final : public TunnelTransport {
   void set_receiving(const std::string& session, TunnelEnd end, bool receiving) override;
   [[nodiscard]] Status connect_device_end(const std::string& session,
                                           const std::string& url) override;
+  // Registers tether_tunnel_relayed_bytes_total{direction} (bytes received from one end
+  // for the other) in `registry`, which must outlive this relay.
+  void set_metrics(MetricsRegistry& registry);
   [[nodiscard]] std::size_t open_ends() const noexcept;
   // Outbound ends connecting or open.
   [[nodiscard]] std::size_t client_ends() const noexcept { return clients_.size(); }
@@ -112,6 +116,7 @@ class TunnelRelay final : public TunnelTransport {
   std::unordered_map<ClientEnd*, std::unique_ptr<ClientEnd>> clients_;
   bool in_connect_ = false;
   std::vector<unsigned char> write_buf_;  // LWS_PRE + the message being written
+  Counter relayed_[2];                    // bytes received from the device / viewer end
 };
 
 }  // namespace tether::server

@@ -8,6 +8,7 @@
 #include <ctime>
 
 #include "common/Base64.h"
+#include "common/Hex.h"
 #include "common/Log.h"
 #include "protocol/JsonFieldReader.h"
 #include "protocol/LimitedJsonParser.h"
@@ -26,10 +27,16 @@ constexpr std::string_view kBearer = "Bearer ";
 // nothing about which names exist.
 constexpr const char* kLoginFailed = "login failed: wrong name, password or token";
 
+// Sessions are stored by the SHA-256 of their token: a lookup reveals nothing about tokens
+// through timing, and the tokens themselves are not kept.
 std::string token_digest(std::string_view token) {
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  std::array<std::uint8_t, SHA256_DIGEST_LENGTH> digest{};
   SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest.data());
-  return std::string(reinterpret_cast<const char*>(digest.data()), digest.size());
+  return hex_encode(digest);
+}
+
+std::int64_t unix_seconds(UserApi::Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
 std::optional<std::string_view> bearer_of(std::string_view authorization) {
@@ -112,13 +119,28 @@ std::optional<Principal> UserApi::authenticate(std::string_view authorization,
   const auto token = bearer_of(authorization);
   if (!token) return std::nullopt;
   if (admin_token_.matches(*token)) return Principal{kAdminPrincipal, true};
-  auto it = sessions_.find(token_digest(*token));
-  if (it == sessions_.end()) return std::nullopt;
-  if (it->second.expires <= now) {
-    sessions_.erase(it);
+  auto session = store_.find_api_session(token_digest(*token), unix_seconds(now));
+  if (!session.ok()) {
+    log::warning("cannot look up an API session: " + session.error().message);
     return std::nullopt;
   }
-  return it->second.principal;
+  if (!*session) return std::nullopt;
+  if (!(*session)->admin) {
+    // Removing a user ends their sessions, but an instance may have opened one while another
+    // removed the user: a session whose user is gone is worth nothing.
+    auto user = store_.find_user((*session)->principal);
+    if (!user.ok()) {
+      log::warning("cannot look up a session's user: " + user.error().message);
+      return std::nullopt;
+    }
+    if (!*user) return std::nullopt;
+  }
+  return Principal{(*session)->principal, (*session)->admin};
+}
+
+std::size_t UserApi::session_count(Clock::time_point now) {
+  auto count = store_.count_api_sessions(unix_seconds(now));
+  return count.ok() ? static_cast<std::size_t>(*count) : 0;
 }
 
 std::optional<HttpResponse> UserApi::route(const HttpRequest& request,
@@ -153,7 +175,8 @@ std::optional<HttpResponse> UserApi::route(const HttpRequest& request,
 }
 
 HttpResponse UserApi::login(const HttpRequest& request, Clock::time_point now) {
-  if (auto wait = login_limiter_.take(request.peer_address, now)) {
+  // The rate limit is per instance and runs on the monotonic clock.
+  if (auto wait = login_limiter_.take(request.peer_address, RateLimiter::Clock::now())) {
     HttpResponse r = error_response(429, Errc::kUnavailable,
                                     "too many login attempts from this address; retry in " +
                                         std::to_string(wait->count()) + " s");
@@ -191,8 +214,9 @@ HttpResponse UserApi::login(const HttpRequest& request, Clock::time_point now) {
                 (name ? " as \"" + name->substr(0, kMaxUserName) + "\"" : " with a token"));
     return error_response(401, Errc::kUnauthenticated, kLoginFailed);
   }
-  const std::string session = open_session(*principal, now);
-  if (session.empty()) return error_response(500, Errc::kInternal, "no randomness for a session");
+  auto opened = open_session(*principal, now);
+  if (!opened.ok()) return from_error(opened.error());
+  const std::string session = std::move(opened).value();
   log::notice("login of " + principal->name + " from " + request.peer_address);
   return json_response(200, {{"session", session},
                              {"name", principal->name},
@@ -201,35 +225,35 @@ HttpResponse UserApi::login(const HttpRequest& request, Clock::time_point now) {
 }
 
 HttpResponse UserApi::logout(const HttpRequest& request) {
-  if (auto token = bearer_of(request.authorization)) sessions_.erase(token_digest(*token));
+  if (auto token = bearer_of(request.authorization)) {
+    if (auto deleted = store_.delete_api_session(token_digest(*token)); !deleted.ok()) {
+      return from_error(deleted.error());
+    }
+  }
   return json_response(200, {{"logged_out", true}});
 }
 
-std::string UserApi::open_session(Principal principal, Clock::time_point now) {
+Result<std::string> UserApi::open_session(const Principal& principal, Clock::time_point now) {
   std::array<std::uint8_t, 32> bytes{};
-  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) return {};
-  std::string token = base64url_encode(bytes);
-  forget_expired(now);
-  while (!sessions_.empty() && sessions_.size() >= settings_.max_sessions) {
-    // Full: the session closest to its end goes first.
-    auto oldest = sessions_.begin();
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second.expires < oldest->second.expires) oldest = it;
-    }
-    sessions_.erase(oldest);
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    return make_error(Errc::kInternal, "no randomness for a session");
   }
-  sessions_[token_digest(token)] = Session{std::move(principal), now + settings_.session_ttl};
+  std::string token = base64url_encode(bytes);
+  ApiSessionRecord record;
+  record.token_sha256 = token_digest(token);
+  record.principal = principal.name;
+  record.admin = principal.admin;
+  record.created_at = unix_seconds(now);
+  record.expires_at = unix_seconds(now + settings_.session_ttl);
+  // The store forgets expired sessions and, when full, those closest to their end first.
+  TETHER_TRY(store_.insert_api_session(record, unix_seconds(now), settings_.max_sessions));
   return token;
 }
 
-void UserApi::forget_expired(Clock::time_point now) {
-  std::erase_if(sessions_, [now](const auto& item) { return item.second.expires <= now; });
-}
-
 void UserApi::drop_sessions_of(const std::string& name) {
-  std::erase_if(sessions_, [&name](const auto& item) {
-    return !item.second.principal.admin && item.second.principal.name == name;
-  });
+  if (auto dropped = store_.delete_api_sessions_of(name); !dropped.ok()) {
+    log::warning("cannot end the sessions of " + name + ": " + dropped.error().message);
+  }
 }
 
 HttpResponse UserApi::create_user(const HttpRequest& request) {

@@ -1,7 +1,8 @@
 // Who may use the API, and how they prove it (docs/api.md, Authentication and Users):
 // the admin token, and web app users who log in with a name and password (or with the admin
-// token) for an API session token kept in memory. Also the REST routes for that: login,
-// logout and the user list.
+// token) for an API session token. Sessions are kept in the Store (by the SHA-256 of their
+// token), so that a login on one server instance holds on every other. Also the REST routes
+// for that: login, logout and the user list.
 #pragma once
 
 #include <chrono>
@@ -9,7 +10,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "server/AdminToken.h"
@@ -35,7 +35,8 @@ struct UserApiSettings {
 
 class UserApi {
  public:
-  using Clock = std::chrono::steady_clock;
+  // Wall-clock time: session expiry is stored and compared by every instance.
+  using Clock = std::chrono::system_clock;
 
   UserApi(Store& store, AdminToken admin_token, UserApiSettings settings = {});
 
@@ -50,33 +51,26 @@ class UserApi {
                                                   const std::vector<std::string>& parts,
                                                   const std::optional<Principal>& principal);
 
-  [[nodiscard]] std::size_t session_count() const noexcept { return sessions_.size(); }
+  // Sessions not expired (0 when the store cannot tell).
+  [[nodiscard]] std::size_t session_count(Clock::time_point now = Clock::now());
 
   // A user name is 1-64 of [A-Za-z0-9._-], starting with a letter or digit, and not "admin".
   [[nodiscard]] static Status check_user_name(std::string_view name);
 
  private:
-  struct Session {
-    Principal principal;
-    Clock::time_point expires;
-  };
-
   HttpResponse login(const HttpRequest& request, Clock::time_point now);
   HttpResponse logout(const HttpRequest& request);
   HttpResponse create_user(const HttpRequest& request);
   HttpResponse list_users();
   HttpResponse delete_user(const std::string& name);
-  std::string open_session(Principal principal, Clock::time_point now);
+  // The new session's token.
+  Result<std::string> open_session(const Principal& principal, Clock::time_point now);
   void drop_sessions_of(const std::string& name);
-  void forget_expired(Clock::time_point now);
 
   Store& store_;
   AdminToken admin_token_;
   UserApiSettings settings_;
   RateLimiter login_limiter_;
-  // By the SHA-256 of the session token: a lookup reveals nothing about tokens through timing,
-  // and the tokens themselves are not kept.
-  std::unordered_map<std::string, Session> sessions_;
 };
 
 }  // namespace tether::server

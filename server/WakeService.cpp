@@ -164,8 +164,13 @@ void WakeService::send(Job& job, Target& t) {
   }
   std::vector<DeviceRecord> peers;
   if (auto all = store_.list_devices(); all.ok()) {
+    std::vector<std::string> ids;
+    ids.reserve(all->size());
+    for (const auto& d : *all) ids.push_back(d.id);
+    // One look for all (with several instances, one query rather than one per device).
+    const auto online = live_.live_states(ids);
     for (auto& d : *all) {
-      if (d.id != t.id && live_.live_state(d.id)) peers.push_back(std::move(d));
+      if (d.id != t.id && online.count(d.id) != 0) peers.push_back(std::move(d));
     }
   }
   t.plan = plan_wake(device, peers);

@@ -12,7 +12,7 @@
 //   tether-bench-fleet --self-test
 //   tether-bench-fleet enroll --server HOST:PORT --ca-file FILE --admin-token FILE
 //                             --identities FILE --count N [--jobs 4]
-//   tether-bench-fleet run --connect HOST:PORT --ca-file FILE --identities FILE
+//   tether-bench-fleet run --connect HOST:PORT[,HOST:PORT...] --ca-file FILE --identities FILE
 //                          [--sources 127.0.0.2-127.0.0.9] [--inflight 128]
 //                          [--restart-spread 10s] [--backoff-base 1s] [--backoff-cap 30s]
 //                          [--handshake-timeout 30s] [--dry-run]
@@ -26,6 +26,10 @@
 // restart close (1012/1001) a uniformly random delay within the restart spread, after a
 // failure full-jitter exponential backoff. The ramp to a new target keeps at most --inflight
 // handshakes under way; reconnects start when their timer fires, as real agents would.
+// Several --connect endpoints (server instances): device i starts at endpoint i mod N and, as
+// the agent's endpoint list does (agent/EndpointList.h), moves on to the next one when an
+// attempt fails or its channel is lost, and stays after a restart close; the stat lines then
+// also count connections and channels opened per endpoint.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -184,6 +188,22 @@ std::optional<std::pair<std::string, std::uint16_t>> parse_host_port(const std::
   return std::make_pair(text.substr(0, colon), static_cast<std::uint16_t>(*port));
 }
 
+// "127.0.0.1:8443,127.0.0.1:8444" → endpoints in that order (at most 16).
+std::optional<std::vector<std::pair<std::string, std::uint16_t>>> parse_endpoints(
+    const std::string& text) {
+  std::vector<std::pair<std::string, std::uint16_t>> out;
+  std::size_t start = 0;
+  for (;;) {  // not std::getline: "A," must fail on its empty last part
+    const std::size_t comma = text.find(',', start);
+    auto hp = parse_host_port(text.substr(start, comma - start));
+    if (!hp || out.size() == 16) return std::nullopt;
+    out.push_back(*hp);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 // ---- hex and identities -----------------------------------------------------------------
 
 std::string to_hex(const unsigned char* p, std::size_t n) {
@@ -324,6 +344,10 @@ int self_test() {
   auto hp = parse_host_port("127.0.0.1:8443");
   check(hp && hp->first == "127.0.0.1" && hp->second == 8443, "host:port");
   check(!parse_host_port("127.0.0.1:99999"), "port range");
+  auto eps = parse_endpoints("127.0.0.1:8443,127.0.0.1:8444");
+  check(eps && eps->size() == 2 && (*eps)[1].second == 8444, "endpoint list");
+  check(!parse_endpoints("127.0.0.1:8443,"), "empty endpoint");
+  check(!parse_endpoints("127.0.0.1:8443,nothing"), "bad endpoint");
   check(parse_args({"run", "--count"}).error == "--count needs a value", "missing value");
   check(!parse_args({"run", "--bogus", "1"}).error.empty(), "unknown option");
   check(!parse_args({"fly"}).error.empty(), "unknown command");
@@ -527,6 +551,7 @@ struct Conn {
   State state = State::kIdle;
   bool want_out = false;
   std::uint8_t failures = 0;
+  std::uint8_t ep = 0;  // index into Config::endpoints
   std::uint32_t gen = 0;
   std::int64_t started_ms = 0;
   std::string in;   // bytes not yet consumed (upgrade answer, partial frames)
@@ -534,8 +559,7 @@ struct Conn {
 };
 
 struct Config {
-  std::string host;
-  std::uint16_t port = 0;
+  std::vector<std::pair<std::string, std::uint16_t>> endpoints;
   std::vector<std::uint32_t> sources;
   long inflight = 128;
   std::int64_t restart_spread_ms = 10000;
@@ -547,7 +571,14 @@ struct Config {
 class Fleet {
  public:
   Fleet(Config config, std::vector<Identity> ids, SSL_CTX* ctx)
-      : cfg_(std::move(config)), ctx_(ctx), conns_(ids.size()) {
+      : cfg_(std::move(config)),
+        ctx_(ctx),
+        conns_(ids.size()),
+        connected_by_ep_(cfg_.endpoints.size()),
+        opened_by_ep_(cfg_.endpoints.size()) {
+    for (std::size_t i = 0; i < conns_.size(); ++i) {
+      conns_[i].ep = static_cast<std::uint8_t>(i % cfg_.endpoints.size());
+    }
     ids_.reserve(ids.size());
     for (Identity& id : ids) {
       LoadedIdentity l;
@@ -697,8 +728,9 @@ class Fleet {
     }
     sockaddr_in dst{};
     dst.sin_family = AF_INET;
-    dst.sin_port = htons(cfg_.port);
-    inet_pton(AF_INET, cfg_.host.c_str(), &dst.sin_addr);
+    const auto& [host, port] = cfg_.endpoints[c.ep];
+    dst.sin_port = htons(port);
+    inet_pton(AF_INET, host.c_str(), &dst.sin_addr);
     if (connect(c.fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 && errno != EINPROGRESS) {
       fail(idx, "connect");
       return;
@@ -747,7 +779,8 @@ class Fleet {
       watch(idx, false);
       // A fixed key (RFC 6455's example) and no Sec-WebSocket-Accept check: the server is the
       // one under test, and a simulated device need not spend on a nonce and a hash.
-      if (!send(idx, ws::upgrade_request("/up", ws::host_header(cfg_.host, cfg_.port),
+      const auto& [host, port] = cfg_.endpoints[c.ep];
+      if (!send(idx, ws::upgrade_request("/up", ws::host_header(host, port),
                                          "dGhlIHNhbXBsZSBub25jZQ==", "tether.up.v1"))) {
         return;
       }
@@ -872,6 +905,8 @@ class Fleet {
     --inflight_;
     ++connected_;
     ++opened_;
+    ++connected_by_ep_[c.ep];
+    ++opened_by_ep_[c.ep];
   }
 
   void close_fd(std::uint32_t idx) {
@@ -890,6 +925,7 @@ class Fleet {
     Conn& c = conns_[idx];
     if (c.state == State::kOpen) {
       --connected_;
+      --connected_by_ep_[c.ep];
       ++closed_;
     } else if (c.state != State::kIdle) {
       --inflight_;
@@ -897,6 +933,7 @@ class Fleet {
     if (kind < 0) ++failures_;
     close_fd(idx);
     c.state = State::kIdle;
+    if (kind != 1) c.ep = static_cast<std::uint8_t>((c.ep + 1) % cfg_.endpoints.size());
     std::int64_t delay = 0;
     if (kind == 1) {
       delay =
@@ -931,12 +968,20 @@ class Fleet {
   void print_stat(std::int64_t now) {
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
-    std::cout << json{{"event", "stat"},           {"t_ms", now - t0_},
-                      {"target", target_},         {"connected", connected_},
-                      {"inflight", inflight_},     {"attempts", attempts_},
-                      {"failures", failures_},     {"opened", opened_},
-                      {"closed", closed_},         {"pings", pings_},
-                      {"last_error", last_error_}, {"maxrss_kb", ru.ru_maxrss}}
+    std::cout << json{{"event", "stat"},
+                      {"t_ms", now - t0_},
+                      {"target", target_},
+                      {"connected", connected_},
+                      {"inflight", inflight_},
+                      {"attempts", attempts_},
+                      {"failures", failures_},
+                      {"opened", opened_},
+                      {"closed", closed_},
+                      {"pings", pings_},
+                      {"last_error", last_error_},
+                      {"maxrss_kb", ru.ru_maxrss},
+                      {"connected_by_endpoint", connected_by_ep_},
+                      {"opened_by_endpoint", opened_by_ep_}}
                      .dump()
               << std::endl;
   }
@@ -955,25 +1000,27 @@ class Fleet {
   long inflight_ = 0;
   long connected_ = 0;
   std::uint64_t attempts_ = 0, failures_ = 0, opened_ = 0, closed_ = 0, pings_ = 0;
+  std::vector<long> connected_by_ep_;
+  std::vector<std::uint64_t> opened_by_ep_;
   std::string last_error_;
 };
 
 int run(const Args& args) {
   Config cfg;
-  auto hp = parse_host_port(args.get("connect"));
+  auto eps = parse_endpoints(args.get("connect"));
   auto sources = parse_sources(args.get("sources", "127.0.0.2-127.0.0.9"));
   auto inflight = parse_count(args.get("inflight", "128"));
   auto spread = parse_duration_ms(args.get("restart-spread", "10s"));
   auto base = parse_duration_ms(args.get("backoff-base", "1s"));
   auto cap = parse_duration_ms(args.get("backoff-cap", "30s"));
   auto timeout = parse_duration_ms(args.get("handshake-timeout", "30s"));
-  if (!hp || !sources || !inflight || *inflight < 1 || !spread || !base || !cap || !timeout ||
+  if (!eps || !sources || !inflight || *inflight < 1 || !spread || !base || !cap || !timeout ||
       *base < 1 || *cap < *base) {
-    std::cerr << "run: bad or missing --connect HOST:PORT, --sources, --inflight or a duration\n";
+    std::cerr
+        << "run: bad or missing --connect HOST:PORT[,...], --sources, --inflight or a duration\n";
     return 2;
   }
-  cfg.host = hp->first;
-  cfg.port = hp->second;
+  cfg.endpoints = *eps;
   cfg.sources = *sources;
   cfg.inflight = *inflight;
   cfg.restart_spread_ms = *spread;
@@ -986,8 +1033,13 @@ int run(const Args& args) {
       in_addr a{htonl(s)};
       src.push_back(inet_ntoa(a));
     }
-    std::cout << json{{"host", cfg.host},
-                      {"port", cfg.port},
+    json endpoints = json::array();
+    for (const auto& [host, port] : cfg.endpoints) {
+      endpoints.push_back(host + ":" + std::to_string(port));
+    }
+    std::cout << json{{"host", cfg.endpoints[0].first},
+                      {"port", cfg.endpoints[0].second},
+                      {"endpoints", endpoints},
                       {"sources", src},
                       {"inflight", cfg.inflight},
                       {"restart_spread_ms", cfg.restart_spread_ms},

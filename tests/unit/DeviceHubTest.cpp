@@ -14,14 +14,7 @@ using tether::server::testing::make_device_key;
 using tether::server::testing::open_ca;
 using tether::testing::TempDir;
 
-struct FakeTransport : UpTransport {
-  void send(ConnectionId c, std::string text) override { sent.emplace_back(c, json::parse(text)); }
-  void close(ConnectionId c, int code, const std::string&) override {
-    closed.emplace_back(c, code);
-  }
-  std::vector<std::pair<ConnectionId, json>> sent;
-  std::vector<std::pair<ConnectionId, int>> closed;
-};
+using FakeTransport = tether::server::testing::RecordingUpTransport;
 
 class DeviceHubTest : public ::testing::Test {
  protected:

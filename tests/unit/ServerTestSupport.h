@@ -3,10 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "platform/Pki.h"
 #include "server/CertificateAuthority.h"
+#include "server/ChannelSink.h"
 
 namespace tether::server::testing {
 
@@ -38,5 +43,17 @@ inline TestDeviceKey make_device_key() {
   out.csr = pki::make_csr_pem(out.key.get(), "device").value();
   return out;
 }
+
+// An UP transport that keeps what the hub sends (parsed) and which channels it closes.
+struct RecordingUpTransport : UpTransport {
+  void send(ConnectionId c, std::string text) override {
+    sent.emplace_back(c, nlohmann::json::parse(text));
+  }
+  void close(ConnectionId c, int code, const std::string&) override {
+    closed.emplace_back(c, code);
+  }
+  std::vector<std::pair<ConnectionId, nlohmann::json>> sent;
+  std::vector<std::pair<ConnectionId, int>> closed;
+};
 
 }  // namespace tether::server::testing

@@ -820,3 +820,47 @@ TEST(TunnelPathTest, ParsesTheTwoEnds) {
 
 }  // namespace
 }  // namespace tether::server
+
+namespace tether::server {
+namespace {
+
+TEST_F(ShadowServiceTest, OrphanedAuditRowsEndAsServerLost) {
+  // A session running here, and rows another server left: open (lost), open but running on a
+  // live instance, open but too recent to judge, and one that ended properly.
+  const auto [running_here, token] = accepted_session();
+  (void)token;
+  auto row = [&](const std::string& id, std::int64_t requested_at, bool ended) {
+    ShadowAuditRecord r;
+    r.session_id = id;
+    r.device_id = kDeviceB;
+    r.admin = "bob";
+    r.viewer = "browser";
+    r.requested_at = requested_at;
+    if (ended) {
+      r.ended_at = requested_at + 5;
+      r.end_reason = "viewer_closed";
+    }
+    ASSERT_TRUE(store_->save_shadow_audit(r).ok());
+  };
+  row("lost", clock_ - 600, false);
+  row("elsewhere", clock_ - 600, false);
+  row("recent", clock_ - 10, false);
+  row("done", clock_ - 600, true);
+
+  auto ended = service_->end_orphaned_audit({"elsewhere"}, clock_ - 120);
+  ASSERT_TRUE(ended.ok()) << ended.error().message;
+  EXPECT_EQ(*ended, 1);
+  std::map<std::string, ShadowAuditRecord> by_id;
+  for (auto& r : audit()) by_id[r.session_id] = r;
+  EXPECT_EQ(by_id["lost"].end_reason, "server_lost");
+  EXPECT_EQ(by_id["lost"].ended_at, clock_);
+  EXPECT_FALSE(by_id["elsewhere"].ended_at.has_value());
+  EXPECT_FALSE(by_id["recent"].ended_at.has_value());
+  EXPECT_EQ(by_id["done"].end_reason, "viewer_closed");
+  EXPECT_FALSE(by_id[running_here].ended_at.has_value());
+  // Nothing left to do the second time.
+  EXPECT_EQ(service_->end_orphaned_audit({"elsewhere"}, clock_ - 120).value(), 0);
+}
+
+}  // namespace
+}  // namespace tether::server

@@ -1,9 +1,14 @@
 // Users, login and API sessions (server/UserApi.h), password hashes, and their store table.
 #include <gtest/gtest.h>
 
+#include <openssl/sha.h>
+
+#include <array>
+
 #include <nlohmann/json.hpp>
 
 #include "TempDir.h"
+#include "common/Hex.h"
 #include "server/PasswordHash.h"
 #include "server/SqliteStore.h"
 #include "server/UserApi.h"
@@ -210,6 +215,31 @@ TEST_F(UserApiTest, SessionsExpireAndAreCapped) {
   EXPECT_TRUE(api_->authenticate("Bearer " + tokens[3]).has_value());
   const auto later = Clock::now() + std::chrono::hours(13);
   EXPECT_FALSE(api_->authenticate("Bearer " + tokens[3], later).has_value());
+}
+
+// Sessions are in the store, by the SHA-256 of their token: they survive a restart (a new
+// UserApi on the same store) and the token itself is not kept.
+TEST_F(UserApiTest, SessionsAreStoredHashedAndSurviveARestart) {
+  auto r = call("POST", "/api/v1/login", {{"token", kAdmin}}, "");
+  ASSERT_EQ(r.status, 200);
+  const std::string token = body_of(r)["session"];
+  std::array<std::uint8_t, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest.data());
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
+  auto stored = store_->find_api_session(hex_encode(digest), now).value();
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->principal, "admin");
+  EXPECT_TRUE(stored->admin);
+  EXPECT_NEAR(static_cast<double>(stored->expires_at - now), 12 * 3600, 2);
+  EXPECT_FALSE(store_->find_api_session(token, now).value().has_value());
+
+  UserApiSettings settings;
+  UserApi restarted(*store_, AdminToken::from_value(kAdmin), settings);
+  auto who = restarted.authenticate("Bearer " + token);
+  ASSERT_TRUE(who.has_value());
+  EXPECT_TRUE(who->admin);
+  EXPECT_EQ(restarted.session_count(), 1u);
 }
 
 TEST(UserApiRateTest, LoginsAreRateLimitedPerSource) {

@@ -54,13 +54,6 @@ std::string alive_clause(const std::string& column, std::chrono::seconds dead_af
 
 }  // namespace
 
-void PgClusterBus::ConnDeleter::operator()(pg_conn* c) const noexcept {
-  PQfinish(c);
-}
-void PgClusterBus::ResultDeleter::operator()(pg_result* r) const noexcept {
-  PQclear(r);
-}
-
 Result<std::unique_ptr<PgClusterBus>> PgClusterBus::open(PgClusterSettings settings) {
   std::unique_ptr<PgClusterBus> bus(new PgClusterBus(std::move(settings)));
   TETHER_ASSIGN_OR_RETURN(std::string id, random_hex(8));

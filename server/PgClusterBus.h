@@ -20,9 +20,7 @@
 #include "common/LwsFdWatcher.h"
 #include "common/LwsLoop.h"
 #include "server/ClusterBus.h"
-
-struct pg_conn;
-struct pg_result;
+#include "server/PgHandles.h"
 
 namespace tether::server {
 
@@ -82,15 +80,8 @@ class PgClusterBus final : public ClusterBus {
   [[nodiscard]] Status flush_presence();
 
  private:
-  // libpq's handles, declared here so that includers need not see libpq-fe.h.
-  struct ConnDeleter {
-    void operator()(pg_conn* c) const noexcept;
-  };
-  struct ResultDeleter {
-    void operator()(pg_result* r) const noexcept;
-  };
-  using ConnPtr = std::unique_ptr<pg_conn, ConnDeleter>;
-  using ResultPtr = std::unique_ptr<pg_result, ResultDeleter>;
+  using ConnPtr = PgConnPtr;
+  using ResultPtr = PgResultPtr;
 
   explicit PgClusterBus(PgClusterSettings settings) : settings_(std::move(settings)) {}
   [[nodiscard]] Status connect();

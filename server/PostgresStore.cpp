@@ -263,14 +263,6 @@ class PostgresStore::Transaction {
   PostgresStore* store_;
 };
 
-void PostgresStore::ConnCloser::operator()(pg_conn* conn) const noexcept {
-  PQfinish(conn);
-}
-
-void PostgresStore::ResultClearer::operator()(pg_result* result) const noexcept {
-  PQclear(result);
-}
-
 PostgresStore::PostgresStore(ConnPtr conn, std::string description)
     : conn_(std::move(conn)), description_(std::move(description)) {}
 PostgresStore::~PostgresStore() = default;

@@ -23,10 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include "server/PgHandles.h"
 #include "server/Store.h"
-
-struct pg_conn;
-struct pg_result;
 
 namespace tether::server {
 
@@ -93,14 +91,8 @@ class PostgresStore final : public Store {
   Result<std::int64_t> count_api_sessions(std::int64_t now) override;
 
  private:
-  struct ConnCloser {
-    void operator()(pg_conn* conn) const noexcept;
-  };
-  struct ResultClearer {
-    void operator()(pg_result* result) const noexcept;
-  };
-  using ConnPtr = std::unique_ptr<pg_conn, ConnCloser>;
-  using ResultPtr = std::unique_ptr<pg_result, ResultClearer>;
+  using ConnPtr = PgConnPtr;
+  using ResultPtr = PgResultPtr;
   // A statement parameter: nullopt is SQL NULL.
   using Param = std::optional<std::string>;
   class Transaction;
